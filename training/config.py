@@ -1,0 +1,72 @@
+"""Training settings: one dataclass with the defaults, validated in one place
+and written into every bundle's manifest."""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from training.errors import ConfigError
+
+Architecture = Literal["skip-gram", "cbow"]
+Device = Literal["auto", "cpu", "cuda"]
+Backend = Literal["auto", "native", "torch"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Names follow word2vec and gensim."""
+
+    architecture: Architecture = "skip-gram"
+    dim: int = 100
+    window: int = 5
+    negative: int = 5
+    min_count: int = 5
+    max_vocab_size: int | None = None
+    sample: float = 1e-3
+    epochs: int = 5
+    # Linear decay from `lr` to `min_lr` over all epochs, as in word2vec.
+    lr: float = 0.025
+    min_lr: float = 0.0001
+    threads: int = 0  # 0: one per available core
+    seed: int = 1
+    device: Device = "auto"
+    backend: Backend = "auto"
+    lowercase: bool = True
+    # fastText-style character n-grams hashed into `buckets` extra rows.
+    subwords: bool = False
+    min_n: int = 3
+    max_n: int = 6
+    buckets: int = 200_000
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting out of its range."""
+        checks = [
+            (self.architecture in ("skip-gram", "cbow"), "architecture must be skip-gram or cbow"),
+            (self.dim >= 1, f"dim must be at least 1, got {self.dim}"),
+            (self.window >= 1, f"window must be at least 1, got {self.window}"),
+            (self.negative >= 1, f"negative must be at least 1, got {self.negative}"),
+            (self.min_count >= 1, f"min_count must be at least 1, got {self.min_count}"),
+            (self.max_vocab_size is None or self.max_vocab_size >= 1,
+             f"max_vocab_size must be at least 1, got {self.max_vocab_size}"),
+            (self.sample >= 0, f"sample must be 0 (off) or positive, got {self.sample}"),
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (0 < self.lr <= 1, f"lr must be in (0, 1], got {self.lr}"),
+            (0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr], got {self.min_lr}"),
+            (self.threads >= 0, f"threads must be 0 (all cores) or more, got {self.threads}"),
+            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (self.backend in ("auto", "native", "torch"), "backend must be auto, native or torch"),
+            (1 <= self.min_n <= self.max_n, f"need 1 <= min_n <= max_n, got {self.min_n}, {self.max_n}"),
+            (self.buckets >= 1, f"buckets must be at least 1, got {self.buckets}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build a config from a manifest, ignoring keys this version lacks."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,25 @@
+"""Errors the training floor raises for bad input.
+
+Every message names the offending value and says what to do about it; the
+command line prints the message on one line and exits non-zero.
+"""
+
+
+class WordvecError(Exception):
+    """Base class of every error wordvec raises on purpose."""
+
+
+class CorpusError(WordvecError):
+    """The corpus is missing, unreadable, empty or not text."""
+
+
+class ConfigError(WordvecError, ValueError):
+    """A training or evaluation setting is out of its valid range."""
+
+
+class BundleError(WordvecError):
+    """A model bundle is missing, incomplete or fails its checksums."""
+
+
+class FormatError(WordvecError):
+    """A vector file does not follow the format it claims."""
