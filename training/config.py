@@ -41,21 +41,47 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first setting out of its range."""
         checks = [
-            (self.architecture in ("skip-gram", "cbow"), "architecture must be skip-gram or cbow"),
+            (
+                self.architecture in ("skip-gram", "cbow"),
+                "architecture must be skip-gram or cbow",
+            ),
             (self.dim >= 1, f"dim must be at least 1, got {self.dim}"),
             (self.window >= 1, f"window must be at least 1, got {self.window}"),
             (self.negative >= 1, f"negative must be at least 1, got {self.negative}"),
-            (self.min_count >= 1, f"min_count must be at least 1, got {self.min_count}"),
-            (self.max_vocab_size is None or self.max_vocab_size >= 1,
-             f"max_vocab_size must be at least 1, got {self.max_vocab_size}"),
-            (self.sample >= 0, f"sample must be 0 (off) or positive, got {self.sample}"),
+            (
+                self.min_count >= 1,
+                f"min_count must be at least 1, got {self.min_count}",
+            ),
+            (
+                self.max_vocab_size is None or self.max_vocab_size >= 1,
+                f"max_vocab_size must be at least 1, got {self.max_vocab_size}",
+            ),
+            (
+                self.sample >= 0,
+                f"sample must be 0 (off) or positive, got {self.sample}",
+            ),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (0 < self.lr <= 1, f"lr must be in (0, 1], got {self.lr}"),
-            (0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr], got {self.min_lr}"),
-            (self.threads >= 0, f"threads must be 0 (all cores) or more, got {self.threads}"),
-            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
-            (self.backend in ("auto", "native", "torch"), "backend must be auto, native or torch"),
-            (1 <= self.min_n <= self.max_n, f"need 1 <= min_n <= max_n, got {self.min_n}, {self.max_n}"),
+            (
+                0 <= self.min_lr <= self.lr,
+                f"min_lr must be in [0, lr], got {self.min_lr}",
+            ),
+            (
+                self.threads >= 0,
+                f"threads must be 0 (all cores) or more, got {self.threads}",
+            ),
+            (
+                self.device in ("auto", "cpu", "cuda"),
+                "device must be auto, cpu or cuda",
+            ),
+            (
+                self.backend in ("auto", "native", "torch"),
+                "backend must be auto, native or torch",
+            ),
+            (
+                1 <= self.min_n <= self.max_n,
+                f"need 1 <= min_n <= max_n, got {self.min_n}, {self.max_n}",
+            ),
             (self.buckets >= 1, f"buckets must be at least 1, got {self.buckets}"),
         ]
         for ok, message in checks:

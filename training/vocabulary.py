@@ -46,7 +46,10 @@ class Vocabulary:
 
     @classmethod
     def from_counter(
-        cls, counter: Counter[str], min_count: int = 5, max_vocab_size: int | None = None
+        cls,
+        counter: Counter[str],
+        min_count: int = 5,
+        max_vocab_size: int | None = None,
     ) -> "Vocabulary":
         """Keep words seen at least `min_count` times, the `max_vocab_size` most
         frequent of them; ties are broken alphabetically so ids are stable."""
@@ -64,7 +67,9 @@ class Vocabulary:
             )
         logger.info(
             "vocabulary: %d of %d distinct words kept (min_count=%d)",
-            len(kept), len(counter), min_count,
+            len(kept),
+            len(counter),
+            min_count,
         )
         return cls([w for w, _ in kept], np.array([c for _, c in kept]))
 
@@ -126,7 +131,9 @@ class Vocabulary:
                 for line_no, line in enumerate(f, 1):
                     word, sep, count = line.rstrip("\n").rpartition("\t")
                     if not sep or not count.isdigit():
-                        raise BundleError(f"{path.name} line {line_no} is not 'word<TAB>count'")
+                        raise BundleError(
+                            f"{path.name} line {line_no} is not 'word<TAB>count'"
+                        )
                     words.append(word)
                     counts.append(int(count))
         except (OSError, UnicodeDecodeError) as exc:

@@ -1,0 +1,321 @@
+"""`wordvec train` and `wordvec evaluate`: argument parsing and output only."""
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def add_train_parser(subparsers: Any) -> None:
+    """Register `wordvec train` on an argparse subparsers object."""
+    defaults = TrainConfig()
+    p = subparsers.add_parser(
+        "train",
+        help="train word vectors on a corpus and write a model bundle",
+        description="Train skip-gram or CBOW word vectors with negative sampling. "
+        "CORPUS may be plain text (one sentence or paragraph per line), .gz, .bz2 or "
+        ".xz text, a directory of such files, or a Wikipedia XML dump.",
+    )
+    p.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="input files")
+    p.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        metavar="BUNDLE_DIR",
+        help="directory to write the model bundle to (must not exist)",
+    )
+    p.add_argument(
+        "--architecture",
+        choices=["skip-gram", "cbow"],
+        default=defaults.architecture,
+        help="skip-gram predicts context words from the centre word; cbow predicts the "
+        "centre word from its context (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=defaults.dim,
+        help="vector dimensions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=defaults.window,
+        help="largest distance between centre and context word; each centre word "
+        "draws its window from 1..WINDOW (default: %(default)s)",
+    )
+    p.add_argument(
+        "--negative",
+        type=int,
+        default=defaults.negative,
+        help="negative samples per positive example (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=defaults.min_count,
+        help="ignore words seen fewer times than this (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-vocab-size",
+        type=int,
+        default=None,
+        help="keep only this many most frequent words (default: no limit)",
+    )
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=defaults.sample,
+        help="subsampling threshold for frequent words, 0 disables it "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help="passes over the corpus (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.lr,
+        help="starting learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-lr",
+        type=float,
+        default=defaults.min_lr,
+        help="learning rate reached at the end, decaying linearly "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="CPU threads; 0 uses every core (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="random seed (default: %(default)s)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=defaults.device,
+        help="auto uses a GPU when PyTorch sees one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "native", "torch"],
+        default=defaults.backend,
+        help="native: the compiled CPU kernel; torch: pure PyTorch (GPU or fallback); "
+        "auto picks native on CPU when it is built (default: %(default)s)",
+    )
+    p.add_argument(
+        "--keep-case",
+        action="store_true",
+        help="keep upper case instead of lower-casing every token",
+    )
+    p.add_argument(
+        "--subwords",
+        action="store_true",
+        help="also learn character n-gram vectors (fastText style), "
+        "so unseen words get vectors",
+    )
+    p.add_argument(
+        "--min-n",
+        type=int,
+        default=defaults.min_n,
+        help="shortest n-gram with --subwords (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-n",
+        type=int,
+        default=defaults.max_n,
+        help="longest n-gram with --subwords (default: %(default)s)",
+    )
+    p.add_argument(
+        "--buckets",
+        type=int,
+        default=defaults.buckets,
+        help="hash buckets for n-grams with --subwords (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-evaluate", action="store_true", help="skip the evaluation after training"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    p.set_defaults(handler=run_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Return the TrainConfig the command-line flags describe."""
+    return TrainConfig(
+        architecture=args.architecture,
+        dim=args.dim,
+        window=args.window,
+        negative=args.negative,
+        min_count=args.min_count,
+        max_vocab_size=args.max_vocab_size,
+        sample=args.sample,
+        epochs=args.epochs,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        threads=args.threads,
+        seed=args.seed,
+        device=args.device,
+        backend=args.backend,
+        lowercase=not args.keep_case,
+        subwords=args.subwords,
+        min_n=args.min_n,
+        max_n=args.max_n,
+        buckets=args.buckets,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, write the bundle, print the summary; return the exit status."""
+    from training.trainer import train
+
+    config = config_from_args(args)
+    config.validate()
+    result = train(
+        args.corpus,
+        config,
+        args.output,
+        progress=not args.no_progress,
+        evaluate=not args.no_evaluate,
+    )
+    summary = {
+        "bundle": str(result.bundle_path),
+        "training": result.stats,
+        "evaluation": result.scores,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {result.bundle_path}")
+        print(format_stats(result.stats))
+        if result.scores:
+            print(format_scores(result.scores))
+    return 0
+
+
+def add_evaluate_parser(subparsers: Any) -> None:
+    """Register `wordvec evaluate` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a bundle on word-similarity and analogy sets",
+        description="Spearman correlation on word-pair sets and accuracy on the "
+        "Google analogy set. Without --pairs/--analogies, uses the shipped "
+        "WordSim-353, SimLex-999 and Google analogy sets.",
+    )
+    p.add_argument(
+        "bundle", type=Path, metavar="BUNDLE_DIR", help="model bundle directory"
+    )
+    p.add_argument(
+        "--pairs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="word-pair file, lines 'word1 word2 score' (repeatable)",
+    )
+    p.add_argument(
+        "--analogies",
+        type=Path,
+        metavar="FILE",
+        help="analogy file in the Google format",
+    )
+    p.add_argument(
+        "--restrict-vocab",
+        type=int,
+        default=30_000,
+        help="analogy candidates: the N most frequent words (default: %(default)s)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the scores as JSON to stdout"
+    )
+    p.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a bundle and print the scores; return the exit status."""
+    from training.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    scores = evaluate_files(bundle, args.pairs, args.analogies, args.restrict_vocab)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        print(format_scores(scores))
+    return 0
+
+
+def evaluate_files(
+    bundle: Any, pairs: list[Path], analogies: Path | None, restrict_vocab: int
+) -> dict[str, Any]:
+    """Return scores on the given files, or on the shipped sets when none is given."""
+    from training import evaluate
+
+    if not pairs and analogies is None:
+        return evaluate.evaluate_default(bundle.vocabulary, bundle.vectors)
+    scores: dict[str, Any] = {}
+    for path in pairs:
+        result = evaluate.evaluate_word_pairs(bundle.vocabulary, bundle.vectors, path)
+        scores[path.stem] = dataclasses.asdict(result)
+    if analogies is not None:
+        result = evaluate.evaluate_analogies(
+            bundle.vocabulary, bundle.vectors, analogies, restrict_vocab=restrict_vocab
+        )
+        scores[analogies.stem] = dataclasses.asdict(result)
+    return scores
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """Return the training statistics as aligned `name: value` lines."""
+    keys = [
+        "seconds",
+        "words_per_second",
+        "backend",
+        "device",
+        "threads",
+        "final_loss",
+        "vocab_size",
+    ]
+    return "\n".join(f"  {k:<18} {_fmt(stats[k])}" for k in keys if k in stats)
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """Return evaluation scores as one human-readable line per set."""
+    lines = []
+    for name, score in scores.items():
+        if "spearman" in score:
+            lines.append(
+                f"  {name:<18} spearman {_fmt(score['spearman'])}  "
+                f"({score['pairs']} pairs, {score['oov_pairs']} out of vocabulary)"
+            )
+        elif "total" in score:
+            lines.append(
+                f"  {name:<18} total {_fmt(score['total'])}  "
+                f"semantic {_fmt(score['semantic'])}  "
+                f"syntactic {_fmt(score['syntactic'])}  ({score['questions']} "
+                f"questions, {score['oov_questions']} out of vocabulary)"
+            )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 1000 else f"{value:.4f}"
+    return str(value)
