@@ -23,3 +23,7 @@ class BundleError(WordvecError):
 
 class FormatError(WordvecError):
     """A vector file does not follow the format it claims."""
+
+
+class EvaluationError(WordvecError):
+    """An evaluation set is missing, unreadable or holds no usable line."""
