@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from app import serve as serve_cli
 from index import cli as index_cli
 from training import cli as training_cli
 from training.errors import WordvecError
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     training_cli.add_evaluate_parser(subparsers)
     index_cli.add_export_parser(subparsers)
     index_cli.add_import_parser(subparsers)
+    index_cli.add_index_parser(subparsers)
+    serve_cli.add_serve_parser(subparsers)
     return parser
 
 

@@ -36,6 +36,7 @@ from training.bundle import load_bundle, write_bundle
 from training.durable import atomic_file
 from training.errors import ConfigError, FormatError
 from training.evaluate import evaluate_default
+from training.tokenizer import normalise_word
 from training.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -141,12 +142,16 @@ def import_vectors(
     *,
     limit: int | None = None,
     overwrite: bool = False,
+    lowercase: bool = False,
 ) -> Path:
     """Read a vector file and write it as a bundle; return the bundle's path.
 
     Files carry no counts, so word i (0-based, in file order) gets the
     estimated count ceil(V / (i + 1)) (Zipf's law, ending at 1); the
-    manifest says `counts_estimated: true`. Raises FormatError or
+    manifest says `counts_estimated: true`. `lowercase` folds every word
+    with training.tokenizer.normalise_word, as the server folds queries,
+    and keeps the first (most frequent) vector of words that then
+    coincide; `limit` counts words before folding. Raises FormatError or
     ConfigError (unknown `fmt`) or BundleError (`output_dir` exists).
     """
     path = Path(path)
@@ -160,10 +165,19 @@ def import_vectors(
         words, vectors = read_word2vec(
             path, binary=fmt == "word2vec-binary", limit=limit
         )
+    if lowercase:
+        words, vectors = _drop_duplicates(
+            path, [normalise_word(w) for w in words], vectors
+        )
     vocabulary = Vocabulary(words, estimated_counts(len(words)))
     manifest = {
         "source": "imported",
-        "imported_from": {"file": path.name, "format": fmt, "limit": limit},
+        "imported_from": {
+            "file": path.name,
+            "format": fmt,
+            "limit": limit,
+            "lowercase": lowercase,
+        },
         "config": None,
         "corpus": None,
         "training": None,

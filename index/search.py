@@ -1,0 +1,295 @@
+"""The in-process query path the server uses: neighbours, similarity,
+analogies and text embeddings over a bundle's unit vectors and index.
+
+Every method is safe to call from several threads at once: the arrays and
+the FAISS index are read-only after loading, and the neighbour cache is
+functools.lru_cache, which locks internally.
+"""
+
+import functools
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from index.errors import QueryError, WordNotFound
+from index.lookup import SpellingLookup
+from index.searchers import FlatSearcher, Searcher
+from index.store import INDEX_DIR, INDEX_INFO, normalise_rows, open_index_dir
+from index.subword_lookup import SubwordModel, load_subword_model
+from index.threads import single_threaded
+from training.bundle import Bundle, load_bundle
+from training.tokenizer import normalise_word, tokenize
+
+__all__ = ["Neighbour", "VectorIndex", "WordNotFound"]
+
+logger = logging.getLogger(__name__)
+
+# Neighbour lists kept per (word id, k); a hit costs about a microsecond
+# against 0.1-20 ms for a search (see docs/index.md).
+NEIGHBOUR_CACHE_SIZE = 4096
+# SIF weight a / (a + p(w)), a = 1e-3 (Arora, Liang and Ma 2017).
+SIF_A = 1e-3
+# 3CosMul's epsilon keeps the division finite (Levy and Goldberg 2014).
+COSMUL_EPSILON = 1e-3
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A vocabulary word and its cosine score (finite, in [-1, 1])."""
+
+    word: str
+    score: float
+
+
+class VectorIndex:
+    """Nearest-neighbour queries over one loaded bundle. Build with `load`."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        index_info: dict[str, Any],
+        normalised: np.ndarray,
+        searcher: Searcher,
+        subwords: SubwordModel | None,
+    ) -> None:
+        self.version = bundle.version
+        self.manifest = bundle.manifest
+        self.index_info = index_info
+        self.vocab_size, self.dim = (int(n) for n in normalised.shape)
+        # TODO: the word list and word_to_id dict are private Python objects,
+        # about 175 MB per worker at 1M words (the mapped arrays are shared).
+        # A memory-mapped sorted word table with binary search would share them.
+        self._words = bundle.vocabulary.words
+        self._word_to_id = bundle.vocabulary.word_to_id
+        counts = bundle.vocabulary.counts
+        self._probabilities = counts / max(int(counts.sum()), 1)
+        self._counts = counts
+        self._normalised = normalised
+        self._searcher: Searcher | None = searcher
+        self._subwords = subwords
+        self._spelling = SpellingLookup(self._words)
+        self._cached_neighbours = functools.lru_cache(maxsize=NEIGHBOUR_CACHE_SIZE)(
+            self._neighbours_of_id
+        )
+
+    @classmethod
+    def load(cls, bundle_path: Path) -> "VectorIndex":
+        """Return the query path over the bundle at `bundle_path`.
+
+        Memory-maps the bundle's `index/` (built by `wordvec index`); without
+        one, normalises the vectors in memory and searches them exactly, with
+        a warning. Raises BundleError for a bad bundle or a stale index.
+        """
+        single_threaded()
+        bundle = load_bundle(Path(bundle_path))
+        searcher: Searcher
+        if (bundle.path / INDEX_DIR / INDEX_INFO).is_file():
+            info, normalised, searcher = open_index_dir(bundle)
+        else:
+            logger.warning(
+                "%s has no index; searching exactly over vectors normalised in "
+                "this process (not shared). Run `wordvec index %s` to build one",
+                bundle.path,
+                bundle.path,
+            )
+            normalised = normalise_rows(bundle.vectors)
+            searcher = FlatSearcher(normalised)
+            info = {"kind": "flat", "built_at_load": True}
+        logger.info("loaded %s index of %s", info["kind"], bundle.path)
+        return cls(bundle, info, normalised, searcher, load_subword_model(bundle.path))
+
+    def has_word(self, word: str) -> bool:
+        """Return True if `word` (after normalise_word) is in the vocabulary."""
+        return normalise_word(word) in self._word_to_id
+
+    def word_vector(self, word: str) -> tuple[np.ndarray, bool]:
+        """Return (float32 (dim,) unit vector, inferred_from_subwords) of `word`.
+
+        Words outside the vocabulary get a vector from their character
+        n-grams when the bundle has subword vectors. Raises WordNotFound
+        (with spelling suggestions) otherwise.
+        """
+        key = normalise_word(word)
+        word_id = self._word_to_id.get(key)
+        if word_id is not None:
+            self._check_open()
+            return np.array(self._normalised[word_id]), False
+        if self._subwords is not None:
+            inferred = self._subwords.vector(key)
+            if inferred is not None:
+                return inferred, True
+        raise WordNotFound(key, self._spelling.suggestions(key), self.vocab_size)
+
+    def neighbours(self, word: str, k: int) -> list[Neighbour]:
+        """Return the `k` words nearest `word`, best first, never `word` itself.
+
+        Raises WordNotFound, or QueryError for k < 1.
+        """
+        _check_k(k)
+        key = normalise_word(word)
+        word_id = self._word_to_id.get(key)
+        if word_id is None:
+            vector, _ = self.word_vector(key)
+            return self.neighbours_of_vector(vector, k, exclude=(key,))
+        return list(self._cached_neighbours(word_id, k))
+
+    def neighbours_of_vector(
+        self, vector: np.ndarray, k: int, exclude: Collection[str] = ()
+    ) -> list[Neighbour]:
+        """Return the `k` words nearest float (dim,) `vector` (any length),
+        best first, leaving out the words in `exclude`.
+
+        Raises QueryError for k < 1 or a vector of the wrong shape.
+        """
+        _check_k(k)
+        query = _unit(np.asarray(vector, dtype=np.float32), self.dim)
+        return self._search(query, k, self._ids_of(exclude))
+
+    def most_similar(
+        self, positive: Sequence[str], negative: Sequence[str], k: int
+    ) -> list[Neighbour]:
+        """Return the `k` words nearest the mean of the unit vectors of
+        `positive` minus those of `negative` (as gensim does), inputs excluded.
+
+        Raises WordNotFound, or QueryError when both lists are empty.
+        """
+        if not positive and not negative:
+            raise QueryError(
+                "most_similar needs at least one positive or negative word"
+            )
+        vectors = [self.word_vector(w)[0] for w in positive]
+        vectors += [-self.word_vector(w)[0] for w in negative]
+        target = np.mean(vectors, axis=0)
+        return self.neighbours_of_vector(target, k, exclude=[*positive, *negative])
+
+    def similarity(self, a: str, b: str) -> float:
+        """Return the cosine score of words `a` and `b`. Raises WordNotFound."""
+        score = float(np.dot(self.word_vector(a)[0], self.word_vector(b)[0]))
+        return _clipped(score)
+
+    def analogy(
+        self,
+        a: str,
+        b: str,
+        c: str,
+        k: int,
+        method: Literal["3cosadd", "3cosmul"] = "3cosadd",
+    ) -> list[Neighbour]:
+        """Return answers to a : b :: c : ?, best first, a, b and c excluded.
+
+        3cosadd searches the index for b - a + c. 3cosmul ranks every word by
+        cos'(x, b) cos'(x, c) / (cos'(x, a) + 1e-3), cos' = (cos + 1) / 2
+        (Levy and Goldberg 2014); its scores are still each answer's cosine
+        with b - a + c, so they need not descend. Raises WordNotFound, QueryError.
+        """
+        _check_k(k)
+        va, vb, vc = (self.word_vector(w)[0] for w in (a, b, c))
+        target = _unit(vb - va + vc, self.dim)
+        if method == "3cosadd":
+            return self.neighbours_of_vector(target, k, exclude=(a, b, c))
+        if method != "3cosmul":
+            raise QueryError(
+                f"unknown analogy method {method!r}; use 3cosadd or 3cosmul"
+            )
+        single_threaded()
+        cos = (self._normalised @ np.stack([va, vb, vc], axis=1) + 1.0) / 2.0
+        objective = cos[:, 1] * cos[:, 2] / (cos[:, 0] + COSMUL_EPSILON)
+        excluded = self._ids_of((a, b, c))
+        objective[list(excluded)] = -np.inf
+        best = _top_ids(objective, k)
+        scores = self._normalised[best] @ target
+        return [
+            Neighbour(self._words[i], _clipped(s))
+            for i, s in zip(best, scores.tolist(), strict=True)
+        ]
+
+    def embed(
+        self, text: str, weighting: Literal["mean", "sif"] = "mean"
+    ) -> tuple[np.ndarray | None, list[str], list[str]]:
+        """Return (float32 (dim,) unit vector or None, known words, oov words).
+
+        Tokenises with training.tokenizer.tokenize and averages the unit
+        vectors of the known tokens, every occurrence counted; "sif" weights
+        each by a / (a + p(w)), a = 1e-3, without removing the first
+        principal component (that needs a corpus of sentences). Word lists
+        keep first-appearance order without repeats; the vector is None when
+        no token is known. Out-of-vocabulary words are not inferred from subwords.
+        """
+        tokens = tokenize(text)
+        ids = [self._word_to_id[t] for t in tokens if t in self._word_to_id]
+        known = list(dict.fromkeys(t for t in tokens if t in self._word_to_id))
+        oov = list(dict.fromkeys(t for t in tokens if t not in self._word_to_id))
+        if not ids:
+            return None, known, oov
+        weights = np.ones(len(ids))
+        if weighting == "sif":
+            weights = SIF_A / (SIF_A + self._probabilities[ids])
+        elif weighting != "mean":
+            raise QueryError(f"unknown weighting {weighting!r}; use mean or sif")
+        vector = np.average(self._normalised[ids], axis=0, weights=weights)
+        return _unit(vector.astype(np.float32), self.dim), known, oov
+
+    def vocabulary_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """Return up to `limit` (word, count) pairs of words starting with
+        `prefix` (after normalise_word), most frequent first."""
+        ids = self._spelling.ids_with_prefix(normalise_word(prefix), max(limit, 0))
+        return [(self._words[i], int(self._counts[i])) for i in ids]
+
+    def close(self) -> None:
+        """Drop the index and the memory maps; queries afterwards raise QueryError."""
+        self._searcher = None
+        self._cached_neighbours.cache_clear()
+        self._normalised = np.zeros((0, self.dim), dtype=np.float32)
+
+    def _neighbours_of_id(self, word_id: int, k: int) -> tuple[Neighbour, ...]:
+        query = np.asarray(self._normalised[word_id])
+        return tuple(self._search(query, k, {word_id}))
+
+    def _check_open(self) -> Searcher:
+        if self._searcher is None:
+            raise QueryError("this VectorIndex was closed; load the bundle again")
+        return self._searcher
+
+    def _search(self, query: np.ndarray, k: int, excluded: set[int]) -> list[Neighbour]:
+        searcher = self._check_open()
+        single_threaded()
+        scores, ids = searcher.search(query[None, :], k + len(excluded))
+        found = [
+            Neighbour(self._words[i], _clipped(s))
+            for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True)
+            if i >= 0 and i not in excluded
+        ]
+        return found[:k]
+
+    def _ids_of(self, words: Collection[str]) -> set[int]:
+        keys = (normalise_word(w) for w in words)
+        return {self._word_to_id[key] for key in keys if key in self._word_to_id}
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise QueryError(f"k must be at least 1, got {k}")
+
+
+def _unit(vector: np.ndarray, dim: int) -> np.ndarray:
+    if vector.shape != (dim,):
+        raise QueryError(f"vector must have shape ({dim},), got {vector.shape}")
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm):
+        raise QueryError("vector holds NaN or infinity")
+    return vector / norm if norm > 0 else np.zeros(dim, dtype=np.float32)
+
+
+def _clipped(score: float) -> float:
+    # Rounding lets a unit vector score 1.0000001 against itself.
+    return min(1.0, max(-1.0, float(score)))
+
+
+def _top_ids(scores: np.ndarray, k: int) -> list[int]:
+    k = min(k, int(np.isfinite(scores).sum()))
+    top = np.argpartition(-scores, k - 1)[:k] if k else np.array([], dtype=np.int64)
+    return sorted(top.tolist(), key=lambda i: -scores[i])

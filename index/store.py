@@ -1,0 +1,181 @@
+"""The index directory inside a bundle: `BUNDLE/index/` holds index.json,
+normalised.npy and (for approximate kinds) index.faiss. It is derived from
+the bundle's vectors and replaced as a whole; see docs/index.md."""
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.searchers import FlatSearcher, HnswSearcher, IvfPqSearcher, Searcher
+from training.bundle import VECTORS, Bundle
+from training.durable import fsync_directory, temporary_sibling, write_json
+from training.errors import BundleError
+
+logger = logging.getLogger(__name__)
+
+INDEX_DIR = "index"
+INDEX_INFO = "index.json"
+NORMALISED = "normalised.npy"
+FAISS_FILE = "index.faiss"
+INDEX_FORMAT_VERSION = 1
+_NORMALISE_ROWS = 65_536
+# Map the FAISS file instead of reading it, so worker processes share it
+# through the page cache. IO_FLAG_MMAP alone still copies flat and HNSW
+# storage into private memory with faiss-cpu 1.15.1; MMAP_IFC maps both.
+_MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+
+
+def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    """Return float32 (V, D): each row scaled to unit length; zero rows stay zero."""
+    out = np.empty(vectors.shape, dtype=np.float32)
+    for start in range(0, vectors.shape[0], _NORMALISE_ROWS):
+        block = np.asarray(vectors[start : start + _NORMALISE_ROWS], dtype=np.float32)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        # Dividing by 1 leaves a zero row zero instead of NaN.
+        out[start : start + len(block)] = block / np.where(norms > 0, norms, 1)
+    return out
+
+
+def write_index_dir(bundle_path: Path, write_contents: Callable[[Path], None]) -> Path:
+    """Fill a new index directory with `write_contents` and swap it into place.
+
+    The directory is built as `BUNDLE/.index.tmp-<hex>`, fsynced, and renamed
+    to `BUNDLE/index` after the old one is renamed to `.index.old-<hex>`;
+    the old one is then deleted. If `write_contents` raises, the old index
+    is untouched. Returns the new directory's path.
+    """
+    final = bundle_path / INDEX_DIR
+    temporary = temporary_sibling(final, "tmp")
+    temporary.mkdir()
+    try:
+        write_contents(temporary)
+        fsync_directory(temporary)
+        old = None
+        # TODO: between these two renames there is no index/, and a loader
+        # then falls back to exact search built at load. renameat2 with
+        # RENAME_EXCHANGE (Linux >= 3.15, via ctypes) would swap atomically.
+        if final.exists():
+            old = temporary_sibling(final, "old")
+            os.rename(final, old)
+        os.rename(temporary, final)
+        fsync_directory(bundle_path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if old is not None:
+        # Processes that mapped the old files keep them until they reload.
+        shutil.rmtree(old)
+    return final
+
+
+def save_normalised(path: Path, normalised: np.ndarray) -> None:
+    """Write float32 (V, D) unit vectors as a .npy file and fsync it."""
+    with open(path, "wb") as f:
+        np.save(f, normalised, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_faiss(path: Path, index: faiss.Index) -> None:
+    """Write a FAISS index to `path` and fsync it."""
+    faiss.write_index(index, str(path))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_info(path: Path, info: dict[str, Any]) -> None:
+    """Write index.json (strict JSON, fsynced)."""
+    write_json(path, info)
+
+
+def open_index_dir(bundle: Bundle) -> tuple[dict[str, Any], np.ndarray, Searcher]:
+    """Return (index.json contents, memory-mapped unit vectors, searcher).
+
+    Raises BundleError when the index was built from other vectors, or its
+    files are missing or of the wrong shape; `wordvec index` rebuilds it.
+    """
+    directory = bundle.path / INDEX_DIR
+    info = _read_info(directory / INDEX_INFO)
+    expected = bundle.manifest["files"].get(VECTORS, {}).get("sha256")
+    if info.get("vectors_sha256") != expected:
+        raise BundleError(
+            f"{directory} was built from other vectors than {bundle.path / VECTORS}; "
+            f"rebuild it with `wordvec index {bundle.path}`"
+        )
+    normalised = _load_normalised(directory / NORMALISED, bundle.vectors.shape)
+    return info, normalised, _searcher(directory, info, normalised)
+
+
+def _searcher(
+    directory: Path, info: dict[str, Any], normalised: np.ndarray
+) -> Searcher:
+    params = info.get("params", {})
+    kind = info.get("kind")
+    if kind == "flat":
+        return FlatSearcher(normalised)
+    index = _read_faiss(directory / FAISS_FILE, normalised.shape)
+    if kind == "hnsw":
+        return HnswSearcher(index, int(params["efSearch"]))
+    if kind == "ivf-pq":
+        return IvfPqSearcher(
+            index, normalised, int(params["nprobe"]), int(params["refine_factor"])
+        )
+    raise BundleError(
+        f"{directory / INDEX_INFO} names an unknown index kind {kind!r}; rebuild it "
+        "with `wordvec index`"
+    )
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(
+            f"cannot read {path}: {exc}; rebuild with `wordvec index`"
+        ) from exc
+    if not isinstance(info, dict) or info.get("format_version") != INDEX_FORMAT_VERSION:
+        raise BundleError(
+            f"{path} is not an index description this wordvec reads; rebuild it "
+            "with `wordvec index`"
+        )
+    return info
+
+
+def _load_normalised(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        normalised = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BundleError(
+            f"cannot read {path}: {exc}; rebuild with `wordvec index`"
+        ) from exc
+    if normalised.dtype != np.float32 or normalised.shape != shape:
+        raise BundleError(
+            f"{path} holds {normalised.dtype} {normalised.shape}, expected float32 "
+            f"{shape}; rebuild it with `wordvec index`"
+        )
+    return normalised
+
+
+def _read_faiss(path: Path, shape: tuple[int, ...]) -> faiss.Index:
+    try:
+        index = faiss.read_index(str(path), _MMAP_FLAGS)
+    except RuntimeError as exc:
+        raise BundleError(
+            f"cannot read {path}: {exc}; rebuild with `wordvec index`"
+        ) from exc
+    if (index.ntotal, index.d) != shape:
+        raise BundleError(
+            f"{path} holds {index.ntotal} vectors of dim {index.d}, expected "
+            f"{shape}; rebuild it with `wordvec index`"
+        )
+    return index

@@ -1,0 +1,111 @@
+"""Building indexes: recall against exact search, index.json, atomic
+replacement, and how `auto` picks a kind."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.build import IndexConfig, build_index
+from index.errors import IndexBuildError
+from index.kinds import choose_kind
+from index.search import VectorIndex
+from training.errors import BundleError, ConfigError
+
+
+def _recall_against_flat(approximate: Path, flat: Path) -> float:
+    fast, exact = VectorIndex.load(approximate), VectorIndex.load(flat)
+    words = [f"w{i:04d}" for i in range(0, 3000, 7)]
+    hits = 0
+    for word in words:
+        found = {n.word for n in fast.neighbours(word, 10)}
+        hits += len(found & {n.word for n in exact.neighbours(word, 10)})
+    return hits / (10 * len(words))
+
+
+def test_hnsw_recall_at_10_against_flat_is_above_0_95(
+    indexed_bundles: dict[str, Path],
+) -> None:
+    recall = _recall_against_flat(indexed_bundles["hnsw"], indexed_bundles["flat"])
+    assert recall >= 0.95
+
+
+def test_ivf_pq_recall_at_10_against_flat_is_above_0_95(
+    indexed_bundles: dict[str, Path],
+) -> None:
+    recall = _recall_against_flat(indexed_bundles["ivf-pq"], indexed_bundles["flat"])
+    assert recall >= 0.95
+
+
+def test_index_json_records_kind_settings_recall_and_checksum(
+    indexed_bundles: dict[str, Path],
+) -> None:
+    bundle = indexed_bundles["hnsw"]
+    info = json.loads((bundle / "index" / "index.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert info["kind"] == "hnsw"
+    assert info["params"]["efSearch"] >= 16
+    assert info["recall_at_10"] >= 0.95
+    assert info["recall_sample_size"] == 300
+    assert info["vectors_sha256"] == manifest["files"]["vectors.npy"]["sha256"]
+    assert sorted(p.name for p in (bundle / "index").iterdir()) == [
+        "index.faiss",
+        "index.json",
+        "normalised.npy",
+    ]
+
+
+def test_normalised_vectors_are_unit_rows_and_zero_rows_stay_zero(
+    indexed_bundles: dict[str, Path],
+) -> None:
+    normalised = np.load(indexed_bundles["flat"] / "index" / "normalised.npy")
+    norms = np.linalg.norm(normalised, axis=1)
+    assert norms[7] == 0.0  # "zero"
+    assert np.allclose(np.delete(norms, 7), 1.0, atol=1e-5)
+
+
+def test_build_missing_the_recall_floor_keeps_the_old_index(bundle_path: Path) -> None:
+    build_index(bundle_path, IndexConfig(kind="flat"))
+    before = (bundle_path / "index" / "index.json").read_text()
+    hopeless = IndexConfig(
+        kind="ivf-pq", recall_floor=1.0, max_nprobe=1, refine_factor=1, threads=1
+    )
+    with pytest.raises(IndexBuildError, match="recall@10 reached only"):
+        build_index(bundle_path, hopeless)
+    assert (bundle_path / "index" / "index.json").read_text() == before
+    assert sorted(p.name for p in bundle_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_rebuild_replaces_the_index_and_leaves_no_temporary_directory(
+    bundle_path: Path,
+) -> None:
+    build_index(bundle_path, IndexConfig(kind="flat"))
+    build_index(bundle_path, IndexConfig(kind="hnsw", recall_sample=100))
+    assert VectorIndex.load(bundle_path).index_info["kind"] == "hnsw"
+    assert [p.name for p in bundle_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_index_built_from_other_vectors_is_refused(bundle_path: Path) -> None:
+    build_index(bundle_path, IndexConfig(kind="flat"))
+    info_path = bundle_path / "index" / "index.json"
+    info = json.loads(info_path.read_text())
+    info["vectors_sha256"] = "0" * 64
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="wordvec index"):
+        VectorIndex.load(bundle_path)
+
+
+def test_auto_picks_flat_for_a_small_vocabulary(bundle_path: Path) -> None:
+    assert build_index(bundle_path, IndexConfig(kind="auto"))["kind"] == "flat"
+
+
+def test_auto_picks_hnsw_for_large_vocabularies_and_ivf_pq_past_the_budget() -> None:
+    assert choose_kind(50_000, 100, 32, memory_budget_mb=4096) == "flat"
+    assert choose_kind(1_000_000, 100, 32, memory_budget_mb=4096) == "hnsw"
+    assert choose_kind(1_000_000, 100, 32, memory_budget_mb=512) == "ivf-pq"
+
+
+def test_recall_floor_outside_0_to_1_is_refused(bundle_path: Path) -> None:
+    with pytest.raises(ConfigError, match="recall floor"):
+        build_index(bundle_path, IndexConfig(kind="hnsw", recall_floor=1.01))
