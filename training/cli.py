@@ -270,13 +270,15 @@ def evaluate_files(
         return evaluate.evaluate_default(bundle.vocabulary, bundle.vectors)
     scores: dict[str, Any] = {}
     for path in pairs:
-        result = evaluate.evaluate_word_pairs(bundle.vocabulary, bundle.vectors, path)
-        scores[path.stem] = dataclasses.asdict(result)
+        pair_scores = evaluate.evaluate_word_pairs(
+            bundle.vocabulary, bundle.vectors, path
+        )
+        scores[path.stem] = dataclasses.asdict(pair_scores)
     if analogies is not None:
-        result = evaluate.evaluate_analogies(
+        analogy_scores = evaluate.evaluate_analogies(
             bundle.vocabulary, bundle.vectors, analogies, restrict_vocab=restrict_vocab
         )
-        scores[analogies.stem] = dataclasses.asdict(result)
+        scores[analogies.stem] = dataclasses.asdict(analogy_scores)
     return scores
 
 

@@ -1,0 +1,115 @@
+"""Dependencies and checks the route handlers share: the settings, the model
+a request runs on, the server's limits and query-word normalisation."""
+
+from collections.abc import Sized
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel
+
+from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.schemas import ProblemDetails
+from index.search import VectorIndex
+from training.tokenizer import normalise_word
+
+_PROBLEM_TEXT = {
+    404: "Word not in vocabulary (with close spellings), or unknown path",
+    413: "Request body too large",
+    422: "Invalid parameter or body, or a server limit exceeded",
+    503: "No model is loaded yet",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI `responses` entries for these problem statuses."""
+    return {
+        status: {"model": ProblemDetails, "description": _PROBLEM_TEXT[status]}
+        for status in statuses
+    }
+
+
+async def get_model(request: Request) -> VectorIndex:
+    """Return the model this request runs on, taken once at its start.
+
+    Kept on `request.state` too, so the error handler can describe the same
+    vocabulary. Raises ModelNotReady (503) while no model is loaded.
+    """
+    model: VectorIndex = request.app.state.model_holder.current
+    request.state.model = model
+    return model
+
+
+async def get_request_settings(request: Request) -> Settings:
+    """Return the settings the app started with.
+
+    The lifespan resolves `get_settings` once (honouring a test's
+    `dependency_overrides[get_settings]`) and keeps the result on app.state.
+    Handlers depend on this coroutine rather than on `get_settings` itself
+    because FastAPI runs a plain-function dependency on the threadpool, a
+    round trip that cost as much as a whole no-op request when measured.
+    """
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def respond(body: BaseModel) -> Response:
+    """Return `body` as an application/json response, serialised here.
+
+    A plain-def handler that returns a model has FastAPI validate it again on
+    the threadpool (a second round trip); returning a Response skips that.
+    The route's `response_model` still documents the shape in OpenAPI.
+    """
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+SettingsDep = Annotated[Settings, Depends(get_request_settings)]
+ModelDep = Annotated[VectorIndex, Depends(get_model)]
+
+
+def check_k(k: int, settings: Settings, field: str = "k") -> None:
+    """Raise InvalidInput when `k` exceeds the server's maximum."""
+    if k > settings.max_k:
+        raise InvalidInput(
+            field, f"must be at most {settings.max_k} (the server's maximum k)"
+        )
+
+
+def check_batch(items: Sized, limit: int, field: str) -> None:
+    """Raise InvalidInput when a request lists more than `limit` items."""
+    if len(items) > limit:
+        raise InvalidInput(
+            field,
+            f"lists {len(items)} items, at most {limit} are allowed per request; "
+            "split it into several requests",
+        )
+
+
+def query_word(word: str, settings: Settings, field: str) -> str:
+    """Return `word` spelled as the vocabulary spells it (stripped, case-folded,
+    as index/ looks words up). Raises InvalidInput for a word that is too
+    long or blank."""
+    if len(word) > settings.max_word_length:
+        raise InvalidInput(
+            field, f"is {len(word)} characters; at most {settings.max_word_length}"
+        )
+    normalised = normalise_word(word)
+    if not normalised:
+        raise InvalidInput(field, "is blank; give a word")
+    return normalised
+
+
+def query_words(words: list[str], settings: Settings, field: str) -> list[str]:
+    """Return each of `words` normalised by `query_word`, named field.0, field.1..."""
+    check_batch(words, settings.max_batch, field)
+    return [query_word(word, settings, f"{field}.{i}") for i, word in enumerate(words)]
+
+
+def unit_vector_list(vector: np.ndarray) -> list[float]:
+    """Return a float32 vector as JSON-ready floats rounded to 6 decimals.
+
+    Rounding in float64 keeps the JSON short ("0.1", not the float32 value
+    0.10000000149...) while losing nothing float32 held to begin with.
+    """
+    return [round(x, 6) for x in vector.astype(np.float64).tolist()]

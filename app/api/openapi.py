@@ -1,0 +1,51 @@
+"""OpenAPI adjustments: every error response is a problem-details body.
+
+FastAPI documents a route's extra responses as application/json and adds
+its own 422 schema; this service answers every error with
+application/problem+json and the ProblemDetails shape, so the document is
+rewritten to say so (a schema-driven fuzzer checks both).
+"""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+_PROBLEM_SCHEMAS = {"ProblemDetails", "HTTPValidationError"}
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` describe every 4xx/5xx response as a problem."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _rewrite_error_responses(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _is_problem(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return schema.get("$ref", "").rsplit("/", 1)[-1] in _PROBLEM_SCHEMAS
+
+
+def _rewrite_error_responses(schema: dict[str, Any]) -> None:
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                if _is_problem(response):
+                    response["content"] = {
+                        "application/problem+json": {"schema": _PROBLEM_REF}
+                    }
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)

@@ -1,0 +1,113 @@
+"""Nearest words: GET /similar for one word, POST /similar for batches and
+for positive/negative word lists."""
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import (
+    ModelDep,
+    SettingsDep,
+    check_k,
+    problems,
+    query_word,
+    query_words,
+    respond,
+)
+from app.schemas import (
+    MostSimilarResponse,
+    Neighbour,
+    NeighboursResponse,
+    SimilarBatchResponse,
+    SimilarQuery,
+)
+from index import search
+from index.search import VectorIndex
+
+router = APIRouter(tags=["queries"])
+
+WordParam = Annotated[
+    str, Query(min_length=1, description="a word; the trainer's tokeniser folds case")
+]
+KParam = Annotated[
+    int, Query(ge=1, description="how many neighbours, up to the server's max_k")
+]
+
+
+def neighbour_list(neighbours: Sequence[search.Neighbour]) -> list[Neighbour]:
+    """Return index neighbours as response items, scores rounded to 6 places."""
+    return [Neighbour(word=n.word, score=round(float(n.score), 6)) for n in neighbours]
+
+
+def inferred_words(model: VectorIndex, words: Sequence[str]) -> list[str]:
+    """Return the words among `words` that the vocabulary lacks (so were inferred)."""
+    return [word for word in words if not model.has_word(word)]
+
+
+@router.get(
+    "/similar", response_model=NeighboursResponse, responses=problems(404, 422, 503)
+)
+def similar(
+    word: WordParam, model: ModelDep, settings: SettingsDep, k: KParam = 10
+) -> Response:
+    """The `k` words nearest to `word` by cosine score, best first.
+
+    An out-of-vocabulary word is a 404 problem listing close spellings, unless
+    the model has subword vectors: then its vector is inferred from character
+    n-grams and the response says `"inferred": true`.
+    """
+    word = query_word(word, settings, "word")
+    check_k(k, settings)
+    neighbours = model.neighbours(word, k)
+    body = NeighboursResponse(
+        word=word,
+        model_version=model.version,
+        inferred=not model.has_word(word),
+        neighbours=neighbour_list(neighbours),
+    )
+    return respond(body)
+
+
+@router.post(
+    "/similar",
+    response_model=SimilarBatchResponse | MostSimilarResponse,
+    responses=problems(404, 413, 422, 503),
+)
+def similar_batch(
+    query: SimilarQuery, model: ModelDep, settings: SettingsDep
+) -> Response:
+    """Neighbours of many words at once, or of a sum of word vectors.
+
+    With `words`, the result lists the `k` neighbours of each word in order.
+    With `positive` and `negative` (gensim's `most_similar`), it ranks words
+    by cosine score to the mean of the positive words' unit vectors and the
+    negated negative ones, leaving out the query words. Any unknown word
+    (without subword vectors) makes the whole request a 404 naming it.
+    """
+    check_k(query.k, settings)
+    if query.words is not None:
+        words = query_words(query.words, settings, "words")
+        results = [
+            NeighboursResponse(
+                word=word,
+                model_version=model.version,
+                inferred=not model.has_word(word),
+                neighbours=neighbour_list(model.neighbours(word, query.k)),
+            )
+            for word in words
+        ]
+        return respond(
+            SimilarBatchResponse(model_version=model.version, results=results)
+        )
+    positive = query_words(query.positive, settings, "positive")
+    negative = query_words(query.negative, settings, "negative")
+    neighbours = model.most_similar(positive, negative, query.k)
+    body = MostSimilarResponse(
+        positive=positive,
+        negative=negative,
+        model_version=model.version,
+        inferred_words=inferred_words(model, positive + negative),
+        neighbours=neighbour_list(neighbours),
+    )
+    return respond(body)

@@ -1,0 +1,61 @@
+"""Server settings: one object read from `WORDVEC_*` environment variables
+(and an optional `.env` file in the working directory)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What the HTTP service serves and the limits it enforces on each request.
+
+    Every field is read from the environment variable of its name, upper-cased
+    and prefixed with `WORDVEC_`, e.g. `WORDVEC_BUNDLE_PATH`, `WORDVEC_MAX_K`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORDVEC_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    bundle_path: Path | None = Field(
+        default=None, description="model bundle directory to serve"
+    )
+    # TODO: VectorIndex.load takes no index kind yet, so this only checks the
+    # bundle's index at load time; pass it to load once index/ accepts a kind.
+    index_kind: str = Field(
+        default="auto",
+        description="index kind the bundle must carry ('auto' accepts any)",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    api_key: SecretStr | None = Field(
+        default=None, description="bearer token for the endpoints that change state"
+    )
+
+    max_k: int = Field(default=100, ge=1, description="largest k a query may ask")
+    max_word_length: int = Field(default=100, ge=1, description="characters per word")
+    max_batch: int = Field(
+        default=256, ge=1, description="words or pairs in one POST request"
+    )
+    max_texts: int = Field(default=64, ge=1, description="texts in one POST /embed")
+    max_text_length: int = Field(
+        default=10_000, ge=1, description="characters in one text of POST /embed"
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="bytes in one request body"
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings read from the environment, once per process.
+
+    Handlers depend on this function, so tests replace it through
+    `app.dependency_overrides[get_settings]`.
+    """
+    return Settings()

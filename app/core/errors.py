@@ -1,0 +1,180 @@
+"""Errors the service raises on purpose, and the one handler that turns every
+error into an RFC 9457 problem-details response (`application/problem+json`).
+
+Routes raise; they never build error responses themselves. The handler
+understands four families: `ApiError` (ours), `WordvecError` (from index/ and
+training/, `WordNotFound` among them), FastAPI's `RequestValidationError` and
+Starlette's `HTTPException` (unknown route, wrong method, body too large).
+Anything else becomes a generic 500 problem, logged once with its traceback
+by `app.core.middleware` and never shown to the caller.
+"""
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.search import WordNotFound
+from training.errors import BundleError, WordvecError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiError(Exception):
+    """Base of the service's own errors; each subclass fixes type, title, status."""
+
+    status = 400
+    type = "/problems/bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class ModelNotReady(ApiError):
+    """No model is loaded yet (still loading, or the load failed)."""
+
+    status = 503
+    type = "/problems/model-not-ready"
+    title = "Model not ready"
+
+
+class InvalidInput(ApiError):
+    """A value passed the schema but breaks one of the server's limits."""
+
+    status = 422
+    type = "/problems/invalid-request"
+    title = "Invalid request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            f"{field}: {message}", errors=[{"field": field, "message": message}]
+        )
+
+
+def problem_response(request: Request, exc: Exception) -> JSONResponse:
+    """Return the problem-details response for any exception raised by a request."""
+    status, body = _problem_body(request, exc)
+    body.setdefault("instance", request.url.path)
+    headers = getattr(exc, "headers", None) if status == 405 else None
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The exception handler registered for every error family (see module doc)."""
+    return problem_response(request, exc)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Route every error family of the module doc to `problem_handler`."""
+    for family in (
+        ApiError,
+        WordvecError,
+        RequestValidationError,
+        StarletteHTTPException,
+    ):
+        app.add_exception_handler(family, problem_handler)
+
+
+def _problem_body(request: Request, exc: Exception) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, ApiError):
+        return exc.status, _body(
+            exc.type, exc.title, exc.status, exc.detail, **exc.extra
+        )
+    if isinstance(exc, WordNotFound):
+        return 404, _word_not_found(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return 422, _invalid_request(exc.errors())
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code, _http_problem(request, exc)
+    if isinstance(exc, BundleError):
+        logger.exception("model files failed while answering %s", request.url.path)
+        return 503, _body(
+            "/problems/model-unavailable",
+            "Model unavailable",
+            503,
+            "The served model's files could not be read; retry later.",
+        )
+    if isinstance(exc, WordvecError):
+        return 422, _body("/problems/invalid-request", "Invalid request", 422, str(exc))
+    return 500, _body(
+        "/problems/internal-error",
+        "Internal server error",
+        500,
+        "The server failed to answer this request and has logged why; "
+        "retry, or report the time of the request.",
+    )
+
+
+def _body(
+    type_: str, title: str, status: int, detail: str, **extra: Any
+) -> dict[str, Any]:
+    return {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+
+
+def _word_not_found(request: Request, exc: WordNotFound) -> dict[str, Any]:
+    model = getattr(request.state, "model", None)
+    among = f"the {model.vocab_size:,} words" if model is not None else "the words"
+    detail = f"'{exc.word}' is not among {among} in the vocabulary. "
+    if exc.suggestions:
+        detail += "Close spellings: " + ", ".join(exc.suggestions) + "."
+    else:
+        detail += "No vocabulary word is spelled like it; GET /vocabulary lists words."
+    return _body(
+        "/problems/word-not-in-vocabulary",
+        "Word not in vocabulary",
+        404,
+        detail,
+        word=exc.word,
+        suggestions=list(exc.suggestions),
+    )
+
+
+def _invalid_request(errors: Sequence[Any]) -> dict[str, Any]:
+    fields = [_field_error(error) for error in errors]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return _body(
+        "/problems/invalid-request", "Invalid request", 422, detail, errors=fields
+    )
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    # loc is ("query", "k"), ("body", "words", 3), or ("body", offset) for bad JSON.
+    location = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "not valid JSON")
+        return {"field": "body", "message": f"malformed JSON: {reason}"}
+    field = ".".join(location[1:]) or (location[0] if location else "request")
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return {"field": field, "message": message}
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, Any]:
+    status = exc.status_code
+    if status == 404:
+        detail = f"There is no endpoint at {request.url.path}; /docs lists them."
+        return _body("/problems/not-found", "Not found", 404, detail)
+    if status == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.url.path} does not accept {request.method}; use {allowed}."
+        return _body("/problems/method-not-allowed", "Method not allowed", 405, detail)
+    if status == 413:
+        title = "Request body too large"
+        return _body("/problems/body-too-large", title, 413, str(exc.detail))
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = f"HTTP {status}"
+    slug = "/problems/" + phrase.lower().replace(" ", "-")
+    return _body(slug, phrase, status, str(exc.detail))

@@ -1,0 +1,94 @@
+"""The ASGI middleware around every request: metrics, the body-size cap and
+the last-resort conversion of an unexpected exception into a 500 problem.
+
+It is plain ASGI rather than Starlette's BaseHTTPMiddleware, which would
+copy each response through an extra task and stream.
+"""
+
+import logging
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import problem_response
+from app.core.metrics import observe_request
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceMiddleware:
+    """Count and time each HTTP request by route template, refuse bodies over
+    the `max_body_bytes` setting with 413, and answer any exception that escaped the
+    exception handlers with a generic 500 problem (logged once, here)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        limit = _body_limit(scope)
+        try:
+            _check_declared_length(scope, limit)
+            await self.app(scope, _limit_body(receive, limit), send_and_note_status)
+        except Exception as exc:
+            if response_started:
+                raise
+            if not isinstance(exc, HTTPException):
+                logger.exception("%s %s failed", scope["method"], scope["path"])
+            response = problem_response(Request(scope), exc)
+            await response(scope, receive, send_and_note_status)
+        finally:
+            # Unknown paths share one label so that probing cannot grow the
+            # number of time series without bound.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            observe_request(scope["method"], route, status, time.perf_counter() - start)
+
+
+def _body_limit(scope: Scope) -> int:
+    # The lifespan puts the resolved settings on app.state before any request.
+    settings = getattr(scope["app"].state, "settings", None)
+    return settings.max_body_bytes if settings is not None else 1_000_000
+
+
+def _check_declared_length(scope: Scope, limit: int) -> None:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit)
+
+
+def _limit_body(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return receive_within_limit
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        413,
+        f"The request body exceeds {limit:,} bytes; "
+        "send fewer or shorter items per request.",
+    )

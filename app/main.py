@@ -1,0 +1,86 @@
+"""The FastAPI application: `create_app` wires settings, the model holder,
+routes, error handling, metrics and the OpenAPI document together.
+
+uvicorn builds it with `app.main:create_app` (factory mode), so each worker
+process builds its own app and loads its own view of the bundle (the
+vectors are memory-mapped, so workers share one copy in the page cache).
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from app.api.openapi import install_problem_openapi
+from app.api.routes import (
+    analogy,
+    embed,
+    health,
+    models,
+    similar,
+    similarity,
+    vocabulary,
+)
+from app.core import metrics
+from app.core.config import Settings, get_settings
+from app.core.errors import register_error_handlers
+from app.core.middleware import ServiceMiddleware
+from app.model_holder import ModelHolder
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Nearest words, similarities, analogies and text embeddings
+from a word2vec model. Every query response names the `model_version` that
+answered it; every error is an RFC 9457 problem (`application/problem+json`)."""
+
+
+def create_app() -> FastAPI:
+    """Return the wordvec HTTP application.
+
+    Settings come from `get_settings`, resolved when the app starts, so a
+    test's `app.dependency_overrides[get_settings]` applies to loading the
+    model as well as to the request limits.
+    """
+    app = FastAPI(
+        title="wordvec",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.model_holder = ModelHolder()
+    for module in (similar, similarity, analogy, embed, vocabulary, models, health):
+        app.include_router(module.router)
+    register_error_handlers(app)
+    install_problem_openapi(app)
+    app.add_middleware(ServiceMiddleware)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    """Send the app's log records to stderr unless logging is set up already."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+    configure_logging(settings.log_level)
+    app.state.settings = settings
+    holder: ModelHolder = app.state.model_holder
+    holder.on_swap(metrics.record_model)
+    if settings.bundle_path is None:
+        holder.record_failure("no bundle configured; set WORDVEC_BUNDLE_PATH")
+        logger.error("no bundle to serve: WORDVEC_BUNDLE_PATH is not set")
+    else:
+        # Loading before startup completes means a worker takes no request
+        # until its model is there; a thread keeps the event loop free for
+        # uvicorn's own bookkeeping meanwhile.
+        await anyio.to_thread.run_sync(
+            holder.load, settings.bundle_path, settings.index_kind
+        )
+    yield
+    metrics.forget_this_process()

@@ -1,0 +1,199 @@
+"""Request and response bodies of the HTTP API, named by role.
+
+Every neighbour list has the one shape `[{"word", "score"}]`, best first,
+and every query response names the `model_version` that answered it.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Weighting = Literal["mean", "sif"]
+AnalogyMethod = Literal["3cosadd", "3cosmul"]
+
+
+class Neighbour(BaseModel):
+    word: str
+    score: float = Field(description="cosine score, or the 3CosMul objective")
+
+
+class NeighboursResponse(BaseModel):
+    word: str = Field(description="the query word as the vocabulary spells it")
+    model_version: str
+    inferred: bool = Field(
+        description="true when the word is out of vocabulary and its vector was "
+        "built from character n-grams"
+    )
+    neighbours: list[Neighbour]
+
+
+class SimilarQuery(BaseModel):
+    """Either `words` (a batch of lookups) or `positive`/`negative` lists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    words: list[str] | None = Field(
+        default=None, description="neighbours of each word, one result per word"
+    )
+    positive: list[str] = Field(
+        default_factory=list, description="words whose vectors are added"
+    )
+    negative: list[str] = Field(
+        default_factory=list, description="words whose vectors are subtracted"
+    )
+    k: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "SimilarQuery":
+        if self.words is not None and (self.positive or self.negative):
+            raise ValueError("give either words or positive/negative, not both")
+        if self.words is None and not self.positive:
+            raise ValueError("give words, or at least one positive word")
+        return self
+
+
+class SimilarBatchResponse(BaseModel):
+    model_version: str
+    results: list[NeighboursResponse]
+
+
+class MostSimilarResponse(BaseModel):
+    positive: list[str]
+    negative: list[str]
+    model_version: str
+    inferred_words: list[str]
+    neighbours: list[Neighbour]
+
+
+class SimilarityResponse(BaseModel):
+    a: str
+    b: str
+    score: float = Field(description="cosine similarity, -1 to 1")
+    model_version: str
+    inferred_words: list[str] = Field(
+        description="which of a and b were out of vocabulary and inferred"
+    )
+
+
+class WordPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    a: str
+    b: str
+
+
+class SimilarityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: list[WordPair] = Field(min_length=1)
+
+
+class SimilarityBatchResponse(BaseModel):
+    model_version: str
+    results: list[SimilarityResponse]
+
+
+class AnalogyResponse(BaseModel):
+    a: str
+    b: str
+    c: str
+    method: AnalogyMethod
+    model_version: str
+    inferred_words: list[str]
+    neighbours: list[Neighbour] = Field(description="answers to a : b :: c : ?")
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1)
+    weighting: Weighting = Field(
+        default="mean",
+        description="mean of unit word vectors, or SIF weights a/(a + p(word))",
+    )
+
+
+class Embedding(BaseModel):
+    vector: list[float] | None = Field(
+        description="unit-length text vector; null when no word is known"
+    )
+    known_words: list[str]
+    oov_words: list[str] = Field(description="words not in the vocabulary, skipped")
+
+
+class EmbedResponse(BaseModel):
+    model_version: str
+    dim: int
+    weighting: Weighting
+    embeddings: list[Embedding] = Field(description="one per text, in request order")
+
+
+class VectorResponse(BaseModel):
+    word: str
+    model_version: str
+    inferred: bool
+    dim: int
+    vector: list[float] = Field(description="unit-length word vector")
+
+
+class VocabularyWord(BaseModel):
+    word: str
+    count: int = Field(description="occurrences in the training corpus")
+
+
+class VocabularyResponse(BaseModel):
+    prefix: str
+    model_version: str
+    words: list[VocabularyWord] = Field(description="most frequent first")
+
+
+class ModelPublic(BaseModel):
+    version: str
+    source: str | None
+    created_at: str | None
+    vocab_size: int
+    dim: int
+    index: dict[str, Any] = Field(
+        description="index kind, recall_at_10 and build facts"
+    )
+    evaluation: dict[str, Any] | None
+    active: bool
+
+
+class ModelsResponse(BaseModel):
+    active_version: str
+    models: list[ModelPublic]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "starting", "error"]
+    model_version: str | None
+    ready: bool
+    last_load_error: str | None
+
+
+class LiveResponse(BaseModel):
+    status: Literal["alive"]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted name of the bad field, e.g. k or words.3")
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem, sent as application/problem+json."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    suggestions: list[str] | None = Field(
+        default=None, description="close vocabulary spellings (404 for a word)"
+    )
+    errors: list[FieldError] | None = Field(
+        default=None, description="each bad field (422)"
+    )

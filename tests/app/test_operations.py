@@ -1,0 +1,84 @@
+"""Models, health, metrics, OpenAPI and model swapping."""
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.model_holder import ModelHolder
+from index.search import VectorIndex
+from tests.app.conftest import MODEL_VERSION, write_test_bundle
+
+
+def test_models_lists_the_served_model_as_active(client: TestClient) -> None:
+    body = client.get("/models").json()
+    assert body["active_version"] == MODEL_VERSION
+    (model,) = body["models"]
+    assert model["active"] is True
+    assert (model["vocab_size"], model["dim"]) == (20, 16)
+    assert model["source"] == "trained"
+    assert "kind" in model["index"]
+    assert "wordsim353" in model["evaluation"]
+
+
+def test_health_is_ready_once_the_model_is_loaded(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model_version": MODEL_VERSION,
+        "ready": True,
+        "last_load_error": None,
+    }
+
+
+def test_liveness_answers_without_a_model(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "alive"}
+
+
+def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
+    client.get("/vectors/king")
+    text = client.get("/metrics").text
+    assert 'route="/vectors/{word}"' in text
+    assert "wordvec_http_request_duration_seconds_bucket" in text
+    assert f'wordvec_model_info{{model_version="{MODEL_VERSION}"}} 1.0' in text
+
+
+def test_openapi_documents_errors_as_problem_details(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/similar"]["get"]["responses"]
+    assert set(responses) >= {"200", "404", "422", "503"}
+    assert "application/problem+json" in responses["404"]["content"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_docs_page_is_served(client: TestClient) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+def test_swap_serves_new_requests_from_the_new_model_only(
+    bundle_path: Path, tmp_path: Path
+) -> None:
+    holder = ModelHolder()
+    holder.load(bundle_path)
+    in_flight = holder.current
+    newer = VectorIndex.load(write_test_bundle(tmp_path / "v2", version="test-v2"))
+    replaced = holder.swap(newer)
+    assert replaced is in_flight
+    assert holder.current.version == "test-v2"
+    # The request that took the old model still gets answers from it.
+    assert in_flight.version == MODEL_VERSION
+    assert in_flight.neighbours("king", 1)
+
+
+def test_settings_are_read_from_wordvec_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WORDVEC_MAX_K", "7")
+    monkeypatch.setenv("WORDVEC_BUNDLE_PATH", str(tmp_path))
+    settings = Settings()
+    assert settings.max_k == 7
+    assert settings.bundle_path == tmp_path
