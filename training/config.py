@@ -31,6 +31,9 @@ class TrainConfig:
     seed: int = 1
     device: Device = "auto"
     backend: Backend = "auto"
+    # Examples per SGD step of the PyTorch kernel (the native kernel updates
+    # after every example).
+    batch_size: int = 4096
     lowercase: bool = True
     # fastText-style character n-grams hashed into `buckets` extra rows.
     subwords: bool = False
@@ -83,6 +86,10 @@ class TrainConfig:
                 f"need 1 <= min_n <= max_n, got {self.min_n}, {self.max_n}",
             ),
             (self.buckets >= 1, f"buckets must be at least 1, got {self.buckets}"),
+            (
+                self.batch_size >= 1,
+                f"batch_size must be at least 1, got {self.batch_size}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
