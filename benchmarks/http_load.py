@@ -1,14 +1,20 @@
-"""HTTP load test of `wordvec serve`: throughput and latency of GET /similar
-against the no-op GET /health/live of the same server in the same run, and
-the resident memory of the worker processes with 1 and with N workers.
+"""HTTP load test of the API server: throughput and latency of GET /similar
+against the no-op GET /health/live of the same server in the same run, for
+each bundle and each server stack (uvicorn's uvloop + httptools, "auto", as
+`wordvec serve` runs it, and plain asyncio + h11), and the resident memory of
+the worker processes with 1 and with N workers.
 
-    .venv/bin/python benchmarks/http_load.py [--bundle DIR] [--duration 20]
+    .venv/bin/python benchmarks/http_load.py [--bundle DIR] [--dims 100 300]
+        [--stacks auto asyncio-h11] [--compare-no-lists] [--duration 20]
 
-Without --bundle it writes a synthetic bundle (50,000 words, dim 100,
-random vectors: search cost depends on the sizes, not on the values). The
-load generator is wrk (`apt-get install -y wrk`), run on the same machine,
-so it competes with the server for cores: compare the ratios of one run,
-not absolute figures across machines.
+Without --bundle it writes synthetic bundles (50,000 words of each --dims,
+random vectors: search cost depends on the sizes, not on the values), with
+the precomputed neighbour lists `wordvec index` builds; --compare-no-lists
+adds the first of them without lists, so /similar searches. Query words are
+drawn uniformly from the vocabulary. The load generator is wrk
+(`apt-get install -y wrk`), run on the same machine, so it competes with the
+server for cores: compare the ratios of one run, not absolute figures across
+machines, and note the load average it prints.
 """
 
 import argparse
@@ -22,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +65,15 @@ end
 
 
 def synthetic_bundle(
-    directory: Path, vocab_size: int, dim: int, index_kind: str = "auto"
+    directory: Path,
+    vocab_size: int,
+    dim: int,
+    index_kind: str = "auto",
+    precompute_words: int | None = None,
 ) -> Path:
     """Write a bundle of random vectors with pseudo-words and Zipf counts, and
-    its index."""
+    its index (with `wordvec index`'s default neighbour lists unless
+    `precompute_words` says how many words get one; 0: none)."""
     rng = np.random.default_rng(0)
     syllables = ["ka", "lo", "mi", "ren", "tu", "sa", "vel", "or", "ni", "pe", "dra"]
     words: list[str] = []
@@ -73,7 +85,9 @@ def synthetic_bundle(
             words.append(word)
     counts = np.ceil(vocab_size / np.arange(1, vocab_size + 1)).astype(np.int64)
     vectors = rng.standard_normal((vocab_size, dim)).astype(np.float32)
-    name = f"synthetic-{vocab_size}"
+    name = f"synthetic-{vocab_size}x{dim}" + (
+        "-nolists" if precompute_words == 0 else ""
+    )
     manifest = {"version": name, "source": "imported", "config": None}
     bundle = write_bundle(
         directory / name,
@@ -83,7 +97,10 @@ def synthetic_bundle(
     )
     # What `wordvec index` builds; "auto" is flat at 50k x 100 (exact search
     # over the memory-mapped normalised vectors).
-    build_index(bundle, IndexConfig(kind=index_kind))
+    config = IndexConfig(kind=index_kind)
+    if precompute_words is not None:
+        config = replace(config, precompute_words=precompute_words)
+    build_index(bundle, config)
     return bundle
 
 
@@ -101,18 +118,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# uvicorn's --loop and --http per stack; "auto" picks uvloop and httptools
+# when they are installed, which is what `wordvec serve` does.
+STACKS = {"auto": ("auto", "auto"), "asyncio-h11": ("asyncio", "h11")}
+
+
 def start_server(
-    bundle: Path, workers: int, log: Path
+    bundle: Path, workers: int, log: Path, stack: str = "auto"
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `wordvec serve` without access log and return it once /health is 200."""
+    """Start the app under uvicorn as `wordvec serve` does (factory, metrics
+    directory shared by the workers, no access log), with the loop and HTTP
+    parser of `stack`, and return it once /health is 200."""
     port = free_port()
-    command = [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "serve"]
-    command += [str(bundle), "--port", str(port), "--workers", str(workers)]
+    loop, http = STACKS[stack]
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    command += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
+    command += ["--loop", loop, "--http", http, "--log-level", "warning"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORDVEC_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env |= {"WORDVEC_BUNDLE_PATH": str(bundle), "WORDVEC_LOG_LEVEL": "WARNING"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(dir=log.parent)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [*command, "--no-access-log"], stdout=out, stderr=out, env=env,
+            command, stdout=out, stderr=out, env=env,
             cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -203,6 +230,8 @@ def run_wrk(
 def measure_memory(
     bundle: Path, workers: int, words: list[str], log: Path
 ) -> dict[str, Any]:
+    """Return the summed RSS/PSS (KiB) of the app processes serving `bundle`
+    with `workers` workers, after 200 queries per worker."""
     process, url = start_server(bundle, workers, log)
     try:
         warm_up(url, words, 200 * workers)
@@ -217,68 +246,93 @@ def measure_memory(
         stop_server(process)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--bundle", type=Path, help="bundle to serve (default: synthetic)"
-    )
-    parser.add_argument(
-        "--vocab-size", type=int, default=50_000, help="synthetic words"
-    )
-    parser.add_argument("--dim", type=int, default=100, help="synthetic dimensions")
-    parser.add_argument(
-        "--index-kind", default="auto", help="index of the synthetic bundle"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="workers under load")
-    parser.add_argument("--duration", type=int, default=20, help="seconds per load run")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
-    parser.add_argument(
-        "--distinct-words", type=int, default=20_000, help="query words to cycle"
-    )
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--output", type=Path, help="also write the results as JSON")
-    args = parser.parse_args()
+    add = parser.add_argument
+    add("--bundle", type=Path, help="bundle to serve (default: synthetic)")
+    add("--vocab-size", type=int, default=50_000, help="synthetic words")
+    add("--dims", type=int, nargs="+", default=[100, 300], help="synthetic dims")
+    add("--index-kind", default="auto", help="index of the synthetic bundles")
+    add("--compare-no-lists", action="store_true", help="add a bundle without lists")
+    add("--stacks", nargs="+", choices=list(STACKS), default=list(STACKS))
+    add("--workers", type=int, default=2, help="workers under load")
+    add("--duration", type=int, default=20, help="seconds per load run")
+    add("--concurrency", type=int, nargs="+", default=[16, 64])
+    add("--distinct-words", type=int, default=20_000, help="query words to cycle")
+    add("--wrk-threads", type=int, default=2, help="wrk threads")
+    add("--output", type=Path, help="also write the results as JSON")
+    return parser.parse_args()
+
+
+def query_words(bundle: Path, count: int) -> list[str]:
+    """Return `count` words drawn uniformly from the bundle's vocabulary."""
+    vocabulary = load_bundle(bundle).vocabulary
+    picks = np.random.default_rng(1).integers(0, len(vocabulary), size=count)
+    return [vocabulary.words[i] for i in picks]
+
+
+def load_runs(
+    bundle: Path, stack: str, words: list[str], args: Any, log: Path
+) -> list[dict[str, Any]]:
+    """Serve `bundle` on `stack` and run wrk on the no-op endpoint and on
+    /similar at each concurrency, side by side; return one dict per run."""
+    process, url = start_server(bundle, args.workers, log, stack)
+    runs = []
+    try:
+        warm_up(url, words, 400)
+        for concurrency in args.concurrency:
+            for name, path in (("noop", None), ("similar", "/similar?k=10&word=")):
+                run = run_wrk(url, path, words, args, concurrency)
+                run |= {"bundle": bundle.name, "stack": stack, "endpoint": name}
+                run |= {"concurrency": concurrency, "load_average": os.getloadavg()}
+                runs.append(run)
+                print_run(run)
+    finally:
+        stop_server(process)
+    return runs
+
+
+def main() -> None:
+    args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
-
     work = args.work = Path(tempfile.mkdtemp(prefix="wordvec-bench-"))
     log = work / "server.log"
     try:
-        bundle = args.bundle or synthetic_bundle(
-            work, args.vocab_size, args.dim, args.index_kind
-        )
-        vocabulary = load_bundle(bundle).vocabulary
-        # Uniform over the vocabulary, so most queries miss VectorIndex's
-        # neighbour cache (4,096 lists) and the figures measure searches.
-        rng = np.random.default_rng(1)
-        picks = rng.integers(0, len(vocabulary), size=args.distinct_words)
-        words = [vocabulary.words[i] for i in picks]
-        results: dict[str, Any] = {
-            "bundle": str(bundle),
-            "vocab_size": len(vocabulary),
-            "index": index_kind_of(bundle),
-        }
+        results: dict[str, Any] = {"load_average_start": os.getloadavg()}
+        if args.bundle:
+            bundles = [args.bundle]
+        else:
+            bundles = [
+                synthetic_bundle(work, args.vocab_size, dim, args.index_kind)
+                for dim in args.dims
+            ]
+            if args.compare_no_lists:
+                bundles.append(
+                    synthetic_bundle(work, args.vocab_size, args.dims[0], "auto", 0)
+                )
+        results["bundles"] = [
+            {"name": b.name, "index": index_kind_of(b), "lists": lists_of(b)}
+            for b in bundles
+        ]
+        words = {b: query_words(b, args.distinct_words) for b in bundles}
         # A 100-word bundle gives the memory of the processes themselves
-        # (Python, FastAPI, FAISS); what the big bundle adds is its vectors.
-        tiny = synthetic_bundle(work, 100, args.dim, args.index_kind)
-        tiny_words = load_bundle(tiny).vocabulary.words
+        # (Python, FastAPI, FAISS); what a big bundle adds is its vectors,
+        # index and neighbour lists.
+        tiny = synthetic_bundle(work, 100, args.dims[0], args.index_kind)
+        words[tiny] = load_bundle(tiny).vocabulary.words
         results["memory"] = [
-            measure_memory(b, w, ws, log)
-            for b, ws in ((tiny, tiny_words), (bundle, words))
+            measure_memory(b, w, words[b], log)
+            for b in (tiny, *bundles)
             for w in (1, args.workers)
         ]
-        process, url = start_server(bundle, args.workers, log)
-        try:
-            warm_up(url, words, 400)
-            runs = []
-            for concurrency in args.concurrency:
-                for name, path in (("noop", None), ("similar", "/similar?k=10&word=")):
-                    run = run_wrk(url, path, words, args, concurrency)
-                    runs.append({"endpoint": name, "concurrency": concurrency, **run})
-                    print_run(runs[-1])
-            results["load"] = runs
-        finally:
-            stop_server(process)
+        results["load"] = [
+            run
+            for b in bundles
+            for stack in args.stacks
+            for run in load_runs(b, stack, words[b], args, log)
+        ]
+        results["load_average_end"] = os.getloadavg()
         report(results)
         if args.output:
             args.output.write_text(json.dumps(results, indent=2) + "\n")
@@ -286,40 +340,65 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def lists_of(bundle: Path) -> str:
+    """Return "N x K" of the bundle's precomputed neighbour lists, or "none"."""
+    info = bundle / "index" / "index.json"
+    entry = (
+        json.loads(info.read_text()).get("neighbour_lists") if info.is_file() else None
+    )
+    return f"{entry['words']} x {entry['k']}" if entry else "none"
+
+
 def print_run(run: dict[str, Any]) -> None:
     print(
-        f"{run['endpoint']:>8} c={run['concurrency']:<3} {run['rps']:8.0f} req/s  "
+        f"{run['bundle']:>26} {run['stack']:>11} {run['endpoint']:>8} "
+        f"c={run['concurrency']:<3} {run['rps']:7.0f} req/s  "
         f"p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  "
-        f"non-2xx {run['non_2xx']}  socket errors {run['socket_errors']}",
+        f"non-2xx {run['non_2xx']}  socket errors {run['socket_errors']}  "
+        f"load {run['load_average'][0]:.2f}",
         flush=True,
     )
 
 
 def report(results: dict[str, Any]) -> None:
-    print(
-        f"\nbundle {results['bundle']}: {results['vocab_size']:,} words, "
-        f"index {results['index']}"
-    )
+    print(f"\nload average at start {results['load_average_start']}, at end "
+          f"{results['load_average_end']}")  # fmt: skip
+    for b in results["bundles"]:
+        print(f"bundle {b['name']}: index {b['index']}, neighbour lists {b['lists']}")
+    print("\n| bundle | workers | RSS MiB | PSS MiB | PSS anon | PSS file |")
+    print("|---|---:|---:|---:|---:|---:|")
     for m in results["memory"]:
+        mib = [m[key] / 1024 for key in ("Rss", "Pss", "Pss_Anon", "Pss_File")]
         print(
-            f"memory, {m['bundle']}, {m['workers']} worker(s) ({m['pids']} processes): "
-            f"RSS {m['Rss'] / 1024:.0f} MiB, PSS {m['Pss'] / 1024:.0f} MiB "
-            f"(anonymous {m['Pss_Anon'] / 1024:.0f}, file {m['Pss_File'] / 1024:.0f})"
+            f"| {m['bundle']} | {m['workers']} | "
+            + " | ".join(f"{x:.0f}" for x in mib)
+            + " |"
         )
-    tiny_one, tiny_many, one, many = results["memory"]
-    vectors_one = one["Pss"] - tiny_one["Pss"]
-    vectors_many = many["Pss"] - tiny_many["Pss"]
-    print(
-        f"PSS the vectors add: {vectors_one / 1024:.0f} MiB with 1 worker, "
-        f"{vectors_many / 1024:.0f} MiB with {many['workers']} "
-        f"(ratio {vectors_many / max(vectors_one, 1):.2f}); whole servers: "
-        f"ratio {many['Pss'] / one['Pss']:.2f}"
-    )
-    by_key = {(r["endpoint"], r["concurrency"]): r for r in results["load"]}
-    for (endpoint, concurrency), run in by_key.items():
-        if endpoint == "similar":
-            share = run["rps"] / by_key[("noop", concurrency)]["rps"]
-            print(f"c={concurrency}: /similar at {share:.0%} of the no-op ceiling")
+    memory = results["memory"]
+    tiny_one, tiny_many = memory[0], memory[1]
+    for one, many in zip(memory[2::2], memory[3::2], strict=True):
+        added_one = one["Pss"] - tiny_one["Pss"]
+        added_many = many["Pss"] - tiny_many["Pss"]
+        print(
+            f"{one['bundle']}: PSS the bundle adds: {added_one / 1024:.0f} MiB with "
+            f"1 worker, {added_many / 1024:.0f} MiB with {many['workers']} "
+            f"(ratio {added_many / max(added_one, 1):.2f})"
+        )
+    print("\n| bundle | stack | c | no-op req/s | p50 / p99 ms | /similar req/s "
+          "| p50 / p99 ms | ratio |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    runs = {(r["bundle"], r["stack"], r["concurrency"], r["endpoint"]): r
+            for r in results["load"]}  # fmt: skip
+    for (bundle, stack, concurrency, endpoint), run in runs.items():
+        if endpoint != "similar":
+            continue
+        noop = runs[(bundle, stack, concurrency, "noop")]
+        print(
+            f"| {bundle} | {stack} | {concurrency} | {noop['rps']:.0f} | "
+            f"{noop['p50_ms']:.2f} / {noop['p99_ms']:.2f} | {run['rps']:.0f} | "
+            f"{run['p50_ms']:.2f} / {run['p99_ms']:.2f} | "
+            f"{run['rps'] / noop['rps']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -136,6 +136,12 @@ def _add_tuning_flags(p: argparse.ArgumentParser, defaults: Any) -> None:
         ("--refine-factor", "refine_factor", "IVF-PQ candidates re-ranked per result"),
         ("--recall-sample", "recall_sample", "query words recall is measured on"),
         ("--seed", "seed", "seed of the recall sample and IVF training sample"),
+        (
+            "--precompute-words",
+            "precompute_words",
+            "most frequent words given exact neighbour lists; 0: none",
+        ),
+        ("--precompute-k", "precompute_k", "neighbours per precomputed list"),
     ]
     for flag, name, text in flags:
         default = getattr(defaults, name)
@@ -166,6 +172,8 @@ def run_index(args: argparse.Namespace) -> int:
         recall_sample=args.recall_sample,
         seed=args.seed,
         threads=args.threads,
+        precompute_words=args.precompute_words,
+        precompute_k=args.precompute_k,
     )
     info = build_index(args.bundle, config)
     print(

@@ -9,14 +9,16 @@ functools.lru_cache, which locks internally.
 import functools
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from index import neighbour_lists
 from index.errors import QueryError, WordNotFound
 from index.lookup import SpellingLookup
+from index.neighbour_lists import NeighbourLists
+from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
 from index.store import INDEX_DIR, INDEX_INFO, normalise_rows, open_index_dir
 from index.subword_lookup import SubwordModel, load_subword_model
@@ -28,21 +30,14 @@ __all__ = ["Neighbour", "VectorIndex", "WordNotFound"]
 
 logger = logging.getLogger(__name__)
 
-# Neighbour lists kept per (word id, k); a hit costs about a microsecond
-# against 0.1-20 ms for a search (see docs/index.md).
+# Neighbour lists kept per (word id, k) for words without a precomputed list
+# (beyond its N words, or k beyond its K, or an older index): a hit costs
+# about a microsecond against 0.1-20 ms for a search (see docs/index.md).
 NEIGHBOUR_CACHE_SIZE = 4096
 # SIF weight a / (a + p(w)), a = 1e-3 (Arora, Liang and Ma 2017).
 SIF_A = 1e-3
 # 3CosMul's epsilon keeps the division finite (Levy and Goldberg 2014).
 COSMUL_EPSILON = 1e-3
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """A vocabulary word and its cosine score (finite, in [-1, 1])."""
-
-    word: str
-    score: float
 
 
 class VectorIndex:
@@ -55,6 +50,7 @@ class VectorIndex:
         normalised: np.ndarray,
         searcher: Searcher,
         subwords: SubwordModel | None,
+        lists: NeighbourLists | None = None,
     ) -> None:
         self.version = bundle.version
         self.manifest = bundle.manifest
@@ -71,6 +67,7 @@ class VectorIndex:
         self._normalised = normalised
         self._searcher: Searcher | None = searcher
         self._subwords = subwords
+        self._lists = lists
         self._spelling = SpellingLookup(self._words)
         self._cached_neighbours = functools.lru_cache(maxsize=NEIGHBOUR_CACHE_SIZE)(
             self._neighbours_of_id
@@ -87,8 +84,12 @@ class VectorIndex:
         single_threaded()
         bundle = load_bundle(Path(bundle_path))
         searcher: Searcher
+        lists = None
         if (bundle.path / INDEX_DIR / INDEX_INFO).is_file():
             info, normalised, searcher = open_index_dir(bundle)
+            lists = neighbour_lists.load(
+                bundle.path / INDEX_DIR, info, normalised.shape[0]
+            )
         else:
             logger.warning(
                 "%s has no index; searching exactly over vectors normalised in "
@@ -100,7 +101,8 @@ class VectorIndex:
             searcher = FlatSearcher(normalised)
             info = {"kind": "flat", "built_at_load": True}
         logger.info("loaded %s index of %s", info["kind"], bundle.path)
-        return cls(bundle, info, normalised, searcher, load_subword_model(bundle.path))
+        subwords = load_subword_model(bundle.path)
+        return cls(bundle, info, normalised, searcher, subwords, lists)
 
     def has_word(self, word: str) -> bool:
         """Return True if `word` (after normalise_word) is in the vocabulary."""
@@ -127,15 +129,38 @@ class VectorIndex:
     def neighbours(self, word: str, k: int) -> list[Neighbour]:
         """Return the `k` words nearest `word`, best first, never `word` itself.
 
-        Raises WordNotFound, or QueryError for k < 1.
+        Words with a precomputed list get its exact answer; others are
+        searched in the index. Raises WordNotFound, or QueryError for k < 1.
         """
-        _check_k(k)
+        listed = self.listed(word, k)
+        if listed is not None:
+            pairs = zip(listed[0], listed[1].tolist(), strict=True)
+            return [Neighbour(word, score) for word, score in pairs]
+        check_k(k)
         key = normalise_word(word)
         word_id = self._word_to_id.get(key)
         if word_id is None:
             vector, _ = self.word_vector(key)
             return self.neighbours_of_vector(vector, k, exclude=(key,))
         return list(self._cached_neighbours(word_id, k))
+
+    def listed(self, word: str, k: int) -> tuple[list[str], np.ndarray] | None:
+        """Return (the `k` nearest words, their float32 (k,) cosine scores in
+        [-1, 1]) from the precomputed lists, best first; None when `word` has
+        no list of at least `k` (then `neighbours` searches).
+
+        Never searches: a slice of a mapped file, a few microseconds, so it
+        may run on an event loop. The scores array is a read-only view.
+        """
+        lists = self._lists
+        word_id = self._word_to_id.get(normalise_word(word))
+        if lists is None or word_id is None or k < 1:
+            return None
+        row = lists.row(word_id, k)
+        if row is None:
+            return None
+        words = self._words
+        return [words[i] for i in row[0]], row[1]
 
     def neighbours_of_vector(
         self, vector: np.ndarray, k: int, exclude: Collection[str] = ()
@@ -145,8 +170,8 @@ class VectorIndex:
 
         Raises QueryError for k < 1 or a vector of the wrong shape.
         """
-        _check_k(k)
-        query = _unit(np.asarray(vector, dtype=np.float32), self.dim)
+        check_k(k)
+        query = unit(np.asarray(vector, dtype=np.float32), self.dim)
         return self._search(query, k, self._ids_of(exclude))
 
     def most_similar(
@@ -169,7 +194,7 @@ class VectorIndex:
     def similarity(self, a: str, b: str) -> float:
         """Return the cosine score of words `a` and `b`. Raises WordNotFound."""
         score = float(np.dot(self.word_vector(a)[0], self.word_vector(b)[0]))
-        return _clipped(score)
+        return clipped(score)
 
     def analogy(
         self,
@@ -186,9 +211,9 @@ class VectorIndex:
         (Levy and Goldberg 2014); its scores are still each answer's cosine
         with b - a + c, so they need not descend. Raises WordNotFound, QueryError.
         """
-        _check_k(k)
+        check_k(k)
         va, vb, vc = (self.word_vector(w)[0] for w in (a, b, c))
-        target = _unit(vb - va + vc, self.dim)
+        target = unit(vb - va + vc, self.dim)
         if method == "3cosadd":
             return self.neighbours_of_vector(target, k, exclude=(a, b, c))
         if method != "3cosmul":
@@ -200,10 +225,10 @@ class VectorIndex:
         objective = cos[:, 1] * cos[:, 2] / (cos[:, 0] + COSMUL_EPSILON)
         excluded = self._ids_of((a, b, c))
         objective[list(excluded)] = -np.inf
-        best = _top_ids(objective, k)
+        best = top_ids(objective, k)
         scores = self._normalised[best] @ target
         return [
-            Neighbour(self._words[i], _clipped(s))
+            Neighbour(self._words[i], clipped(s))
             for i, s in zip(best, scores.tolist(), strict=True)
         ]
 
@@ -231,7 +256,7 @@ class VectorIndex:
         elif weighting != "mean":
             raise QueryError(f"unknown weighting {weighting!r}; use mean or sif")
         vector = np.average(self._normalised[ids], axis=0, weights=weights)
-        return _unit(vector.astype(np.float32), self.dim), known, oov
+        return unit(vector.astype(np.float32), self.dim), known, oov
 
     def vocabulary_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """Return up to `limit` (word, count) pairs of words starting with
@@ -242,6 +267,7 @@ class VectorIndex:
     def close(self) -> None:
         """Drop the index and the memory maps; queries afterwards raise QueryError."""
         self._searcher = None
+        self._lists = None
         self._cached_neighbours.cache_clear()
         self._normalised = np.zeros((0, self.dim), dtype=np.float32)
 
@@ -259,7 +285,7 @@ class VectorIndex:
         single_threaded()
         scores, ids = searcher.search(query[None, :], k + len(excluded))
         found = [
-            Neighbour(self._words[i], _clipped(s))
+            Neighbour(self._words[i], clipped(s))
             for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True)
             if i >= 0 and i not in excluded
         ]
@@ -268,28 +294,3 @@ class VectorIndex:
     def _ids_of(self, words: Collection[str]) -> set[int]:
         keys = (normalise_word(w) for w in words)
         return {self._word_to_id[key] for key in keys if key in self._word_to_id}
-
-
-def _check_k(k: int) -> None:
-    if k < 1:
-        raise QueryError(f"k must be at least 1, got {k}")
-
-
-def _unit(vector: np.ndarray, dim: int) -> np.ndarray:
-    if vector.shape != (dim,):
-        raise QueryError(f"vector must have shape ({dim},), got {vector.shape}")
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm):
-        raise QueryError("vector holds NaN or infinity")
-    return vector / norm if norm > 0 else np.zeros(dim, dtype=np.float32)
-
-
-def _clipped(score: float) -> float:
-    # Rounding lets a unit vector score 1.0000001 against itself.
-    return min(1.0, max(-1.0, float(score)))
-
-
-def _top_ids(scores: np.ndarray, k: int) -> list[int]:
-    k = min(k, int(np.isfinite(scores).sum()))
-    top = np.argpartition(-scores, k - 1)[:k] if k else np.array([], dtype=np.int64)
-    return sorted(top.tolist(), key=lambda i: -scores[i])

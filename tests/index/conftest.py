@@ -16,6 +16,10 @@ NUM_CLUSTERS = 60
 NUM_FILLER_WORDS = 3000
 # Known words first, so they are the most frequent and ids 0.. in this order.
 KNOWN_WORDS = ["man", "woman", "king", "queen", "apple", "apply", "applause", "zero"]
+# The shared indexed bundles precompute lists for the first 1,000 words only,
+# so words past them still exercise each kind's own search.
+PRECOMPUTED_WORDS = 1000
+PRECOMPUTED_K = 20
 
 
 def clustered_vectors(rows: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -74,7 +78,14 @@ def indexed_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         path = write_test_bundle(tmp_path_factory.mktemp(kind) / "bundle")
         build_index(
             path,
-            IndexConfig(kind=kind, recall_sample=300, ef_construction=64, threads=1),
+            IndexConfig(
+                kind=kind,
+                recall_sample=300,
+                ef_construction=64,
+                threads=1,
+                precompute_words=PRECOMPUTED_WORDS,
+                precompute_k=PRECOMPUTED_K,
+            ),
         )
         paths[kind] = path
     return paths
