@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.build import IndexConfig, build_index
 from index.search import VectorIndex
-from index.store import normalise_rows
 from index.threads import single_threaded
 from training.bundle import load_bundle, write_bundle
+from training.vectors import normalise_rows
 from training.vocabulary import Vocabulary
 
 SCENARIOS = {

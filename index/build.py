@@ -23,7 +23,6 @@ from index.store import (
     INDEX_FORMAT_VERSION,
     INDEX_INFO,
     NORMALISED,
-    normalise_rows,
     save_faiss,
     save_info,
     save_normalised,
@@ -32,6 +31,7 @@ from index.store import (
 from training.bundle import VECTORS, load_bundle
 from training.durable import sha256_file
 from training.errors import BundleError, ConfigError
+from training.vectors import normalise_rows
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from index.lookup import SpellingLookup
 from index.neighbour_lists import NeighbourLists
 from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
-from index.store import INDEX_DIR, INDEX_INFO, normalise_rows, open_index_dir
+from index.store import INDEX_DIR, INDEX_INFO, open_index_dir
 from index.subword_lookup import SubwordModel, load_subword_model
 from index.threads import single_threaded
 from training.bundle import Bundle, load_bundle
 from training.tokenizer import normalise_word, tokenize
+from training.vectors import normalise_rows
 
 __all__ = ["Neighbour", "VectorIndex", "WordNotFound"]
 

@@ -25,22 +25,10 @@ INDEX_INFO = "index.json"
 NORMALISED = "normalised.npy"
 FAISS_FILE = "index.faiss"
 INDEX_FORMAT_VERSION = 1
-_NORMALISE_ROWS = 65_536
 # Map the FAISS file instead of reading it, so worker processes share it
 # through the page cache. IO_FLAG_MMAP alone still copies flat and HNSW
 # storage into private memory with faiss-cpu 1.15.1; MMAP_IFC maps both.
 _MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
-
-
-def normalise_rows(vectors: np.ndarray) -> np.ndarray:
-    """Return float32 (V, D): each row scaled to unit length; zero rows stay zero."""
-    out = np.empty(vectors.shape, dtype=np.float32)
-    for start in range(0, vectors.shape[0], _NORMALISE_ROWS):
-        block = np.asarray(vectors[start : start + _NORMALISE_ROWS], dtype=np.float32)
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        # Dividing by 1 leaves a zero row zero instead of NaN.
-        out[start : start + len(block)] = block / np.where(norms > 0, norms, 1)
-    return out
 
 
 def write_index_dir(bundle_path: Path, write_contents: Callable[[Path], None]) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 
 from training.errors import ConfigError, EvaluationError
 from training.tokenizer import normalise_word
+from training.vectors import normalise_rows
 from training.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def evaluate_word_pairs(
         )
     if not known:
         return PairScores(None, 0, oov_pairs)
-    first = _unit_rows(vectors[[a for a, _, _ in known]])
-    second = _unit_rows(vectors[[b for _, b, _ in known]])
+    first = normalise_rows(vectors[[a for a, _, _ in known]])
+    second = normalise_rows(vectors[[b for _, b, _ in known]])
     cosine_scores = np.einsum("ij,ij->i", first, second, dtype=np.float64)
     human = np.array([s for _, _, s in known], dtype=np.float64)
     return PairScores(spearman(human, cosine_scores), len(known), oov_pairs)
@@ -127,7 +128,7 @@ def evaluate_analogies(
         raise ConfigError(f"restrict_vocab must be at least 1, got {restrict_vocab}")
     lookup = _lookup(words_or_vocab, vectors, limit=restrict_vocab)
     sections = _parsed(read_analogies, Path(path))
-    unit = _unit_rows(vectors[: min(restrict_vocab, len(vectors))])
+    unit = normalise_rows(vectors[: min(restrict_vocab, len(vectors))])
     # All answerable questions share the batched products; `owner` holds
     # the section number of each.
     known, owner = _known_questions(sections, lookup)
@@ -331,13 +332,6 @@ def _lookup(
     for word_id, word in enumerate(words[:limit]):
         lookup.setdefault(normalise_word(word), word_id)
     return lookup
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Return float32 rows scaled to length 1; all-zero rows stay zero."""
-    rows = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
