@@ -27,3 +27,8 @@ class FormatError(WordvecError):
 
 class EvaluationError(WordvecError):
     """An evaluation set is missing, unreadable or holds no usable line."""
+
+
+class FinetuneCancelled(WordvecError):
+    """A fine-tune was stopped on request (cancelled or out of time); it wrote
+    no bundle."""

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,21 @@ class EpochRun:
     examples: int = 0
     final_loss: float | None = None
     epoch_losses: list[float] = field(default_factory=list)
+
+
+@dataclass
+class EpochProgress:
+    """Where a `train_epochs` call stands after a chunk. Word counts are
+    in-vocabulary tokens before subsampling; `loss` is the mean loss of the
+    current epoch so far (None before any measured example)."""
+
+    epoch: int  # 0-based
+    epochs: int
+    words_done: int
+    words_total: int
+    seconds: float  # since the call started
+    lr: float
+    loss: float | None
 
 
 def train(
@@ -168,14 +183,22 @@ def train_epochs(
     *,
     progress: bool = True,
     lr_start: float | None = None,
+    on_chunk: Callable[[EpochProgress], None] | None = None,
+    chunk_tokens: int = CHUNK_TOKENS,
 ) -> EpochRun:
     """Run `config.epochs` passes of `kernel` over the encoded corpus at
     `ids_path`; returns the totals. The learning rate decays linearly from
-    `lr_start` (default `config.lr`) to `config.min_lr` over all epochs."""
+    `lr_start` (default `config.lr`) to `config.min_lr` over all epochs.
+
+    `on_chunk` is called after every chunk of about `chunk_tokens` tokens;
+    an exception it raises stops training and propagates (this is how a
+    caller cancels a run).
+    """
     lr_start = config.lr if lr_start is None else lr_start
     total = config.epochs * count_tokens(ids_path)
     run = EpochRun()
     done = 0
+    started = time.perf_counter()
     bar = tqdm(
         total=total,
         unit="word",
@@ -189,7 +212,7 @@ def train_epochs(
         for epoch in range(config.epochs):
             epoch_started = time.perf_counter()
             loss_sum, loss_count, epoch_words = 0.0, 0, 0
-            for chunk in iter_chunks(ids_path, CHUNK_TOKENS):
+            for chunk in iter_chunks(ids_path, chunk_tokens):
                 words = int(np.count_nonzero(chunk >= 0))
                 lr_a = linear_lr(lr_start, config.min_lr, done, total)
                 lr_b = linear_lr(lr_start, config.min_lr, done + words, total)
@@ -204,6 +227,18 @@ def train_epochs(
                 bar.set_postfix(
                     lr=f"{lr_b:.5f}", loss=f"{loss_sum / max(loss_count, 1):.4f}"
                 )
+                if on_chunk is not None:
+                    on_chunk(
+                        EpochProgress(
+                            epoch=epoch,
+                            epochs=config.epochs,
+                            words_done=done,
+                            words_total=total,
+                            seconds=time.perf_counter() - started,
+                            lr=lr_b,
+                            loss=loss_sum / loss_count if loss_count else None,
+                        )
+                    )
             seconds = time.perf_counter() - epoch_started
             log_epoch(
                 run, epoch, config.epochs, loss_sum, loss_count, epoch_words, seconds

@@ -4,7 +4,7 @@ derived from counts (noise distribution, subsampling keep probabilities)."""
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,42 @@ class Vocabulary:
         if not counter:
             raise CorpusError("the corpus holds no words; check the input files")
         return cls.from_counter(counter, min_count, max_vocab_size)
+
+    def merged_with(
+        self,
+        counts: Mapping[str, int],
+        min_count: int,
+        max_new_words: int | None = None,
+    ) -> tuple["Vocabulary", list[str]]:
+        """Return this vocabulary with `counts` added, and the words it gained.
+
+        Known words keep their place in the vocabulary whatever their count in
+        `counts`; an unknown word joins when it occurs at least `min_count`
+        times, the `max_new_words` most frequent of them. Ids are sorted by
+        the summed counts again (ties alphabetical, as in `from_counter`), so
+        low ids still mean frequent words. The new words come most frequent
+        first.
+        """
+        if min_count < 1:
+            raise ConfigError(f"min_count must be at least 1, got {min_count}")
+        lookup = self.word_to_id
+        candidates = [
+            (w, c) for w, c in counts.items() if c >= min_count and w not in lookup
+        ]
+        candidates.sort(key=lambda wc: (-wc[1], wc[0]))
+        if max_new_words is not None:
+            candidates = candidates[:max_new_words]
+        merged = self.counts.copy()
+        for word, count in counts.items():
+            word_id = lookup.get(word)
+            if word_id is not None:
+                merged[word_id] += count
+        entries = list(zip(self.words, merged.tolist(), strict=True)) + candidates
+        entries.sort(key=lambda wc: (-wc[1], wc[0]))
+        vocabulary = Vocabulary(
+            [w for w, _ in entries], np.array([c for _, c in entries])
+        )
+        return vocabulary, [w for w, _ in candidates]
 
     def ids(self, tokens: Iterable[str]) -> list[int]:
         """Ids of the known tokens, in order; unknown tokens are dropped."""
