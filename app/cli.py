@@ -8,7 +8,9 @@ import argparse
 import logging
 import sys
 
+from app import models_cli
 from app import serve as serve_cli
+from app.jobs import worker as worker_cli
 from index import cli as index_cli
 from training import cli as training_cli
 from training.errors import WordvecError
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     index_cli.add_import_parser(subparsers)
     index_cli.add_index_parser(subparsers)
     serve_cli.add_serve_parser(subparsers)
+    models_cli.add_models_parser(subparsers)
+    worker_cli.add_worker_parser(subparsers)
     return parser
 
 

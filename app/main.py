@@ -18,6 +18,7 @@ from app.api.routes import (
     analogy,
     embed,
     health,
+    jobs,
     models,
     similar,
     similarity,
@@ -27,7 +28,12 @@ from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.errors import register_error_handlers
 from app.core.middleware import ServiceMiddleware
+from app.jobs.queue import make_queue
+from app.jobs.uploads import remove_stale_temporaries
+from app.jobs.worker import job_store
 from app.model_holder import ModelHolder
+from app.model_watcher import watch_active_version
+from app.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,16 @@ def create_app() -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.model_holder = ModelHolder()
-    for module in (similar, similarity, analogy, embed, vocabulary, models, health):
+    for module in (
+        similar,
+        similarity,
+        analogy,
+        embed,
+        vocabulary,
+        models,
+        jobs,
+        health,
+    ):
         app.include_router(module.router)
     register_error_handlers(app)
     install_problem_openapi(app)
@@ -72,9 +87,25 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.settings = settings
     holder: ModelHolder = app.state.model_holder
     holder.on_swap(metrics.record_model)
-    if settings.bundle_path is None:
-        holder.record_failure("no bundle configured; set WORDVEC_BUNDLE_PATH")
-        logger.error("no bundle to serve: WORDVEC_BUNDLE_PATH is not set")
+    app.state.jobs = None
+    if settings.data_dir is not None:
+        registry = ModelRegistry(settings.data_dir)
+        remove_stale_temporaries(registry.uploads_dir)
+        app.state.jobs = jobs.JobsContext(
+            store=job_store(settings.data_dir),
+            registry=registry,
+            queue=make_queue(settings.data_dir, settings.queue_url),
+        )
+        async with watch_active_version(holder, settings):
+            yield
+    elif settings.bundle_path is None:
+        holder.record_failure(
+            "no model configured; set WORDVEC_DATA_DIR or WORDVEC_BUNDLE_PATH"
+        )
+        logger.error(
+            "nothing to serve: neither WORDVEC_DATA_DIR nor _BUNDLE_PATH is set"
+        )
+        yield
     else:
         # Loading before startup completes means a worker takes no request
         # until its model is there; a thread keeps the event loop free for
@@ -82,5 +113,5 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(
             holder.load, settings.bundle_path, settings.index_kind
         )
-    yield
+        yield
     metrics.forget_this_process()

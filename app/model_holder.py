@@ -18,7 +18,8 @@ from training.errors import ConfigError, WordvecError
 
 logger = logging.getLogger(__name__)
 
-LoadState = Literal["starting", "ok", "error"]
+# "waiting": the server runs on a data directory where no version is active yet.
+LoadState = Literal["starting", "waiting", "ok", "error"]
 
 
 class ModelHolder:
@@ -28,6 +29,7 @@ class ModelHolder:
         self._current: VectorIndex | None = None
         self._state: LoadState = "starting"
         self._last_load_error: str | None = None
+        self._waiting_detail = ""
         self._swap_lock = threading.Lock()
         self._listeners: list[Callable[[VectorIndex], None]] = []
 
@@ -98,7 +100,22 @@ class ModelHolder:
             if self._current is None:
                 self._state = "error"
 
+    def clear_load_error(self) -> None:
+        """Forget the last load error (the version that failed is no longer wanted)."""
+        with self._swap_lock:
+            self._last_load_error = None
+
+    def mark_waiting(self, detail: str) -> None:
+        """Record that there is nothing to serve yet and why; queries answer
+        503 with `detail` until a model is swapped in. No-op once one is."""
+        with self._swap_lock:
+            if self._current is None:
+                self._state = "waiting"
+                self._waiting_detail = detail
+
     def _not_ready_detail(self) -> str:
+        if self._state == "waiting":
+            return self._waiting_detail
         if self._state == "error":
             return (
                 "The model failed to load, so no query can be answered; "

@@ -158,18 +158,35 @@ class ModelPublic(BaseModel):
     )
     evaluation: dict[str, Any] | None
     active: bool
+    base_version: str | None = Field(
+        default=None, description="the version a fine-tuned model started from"
+    )
 
 
 class ModelsResponse(BaseModel):
-    active_version: str
-    models: list[ModelPublic]
+    active_version: str | None = Field(
+        description="the version queries are answered from (with a data directory: "
+        "the one DATA_DIR/active names, which workers switch to within seconds)"
+    )
+    models: list[ModelPublic] = Field(description="oldest first")
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "starting", "error"]
-    model_version: str | None
+    status: Literal["ok", "starting", "waiting", "error"] = Field(
+        description="waiting: serving a data directory where no version is active"
+    )
+    model_version: str | None = Field(description="the version this worker serves")
+    active_version: str | None = Field(
+        default=None,
+        description="the version DATA_DIR/active names (null without a data "
+        "directory); differs from model_version while a switch is under way or "
+        "after the active version failed its checks",
+    )
     ready: bool
-    last_load_error: str | None
+    last_load_error: str | None = Field(
+        description="why the last load failed; cleared by a successful one"
+    )
+    worker_pid: int = Field(description="process id of the worker that answered")
 
 
 class LiveResponse(BaseModel):

@@ -1,4 +1,5 @@
-"""`wordvec serve`: run the HTTP API under uvicorn on one model bundle."""
+"""`wordvec serve`: run the HTTP API under uvicorn on one model bundle, or on
+the active version of a data directory (see docs/models.md)."""
 
 import argparse
 import logging
@@ -9,23 +10,40 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings, get_settings
+from app.registry import ModelRegistry
 from training.bundle import read_manifest
+from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 # Set by `serve` before any worker imports prometheus_client (see app.core.metrics).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds a uvicorn worker may take to start (imports, model load and checks).
+WORKER_STARTUP_SECONDS = 120
 
 
 def add_serve_parser(subparsers: Any) -> None:
     """Register `wordvec serve` on an argparse subparsers object."""
     p = subparsers.add_parser(
         "serve",
-        help="serve a bundle over HTTP (API docs at /docs)",
-        description="Serve a model bundle's vectors over HTTP with uvicorn. Settings "
+        help="serve a bundle or a data directory over HTTP (API docs at /docs)",
+        description="Serve a model bundle's vectors over HTTP with uvicorn, or the "
+        "active version of a data directory, following its activations. Settings "
         "not given as flags come from WORDVEC_* environment variables or .env.",
     )
-    p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", help="bundle to serve")
+    p.add_argument(
+        "bundle",
+        type=Path,
+        nargs="?",
+        metavar="BUNDLE_DIR",
+        help="bundle to serve as it is (give this or --data-dir)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory whose active version to serve, switching when it "
+        "changes (default: WORDVEC_DATA_DIR when no BUNDLE_DIR is given)",
+    )
     p.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default: 8000)")
     p.add_argument(
@@ -43,20 +61,24 @@ def add_serve_parser(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Check the bundle, then run uvicorn until interrupted; return the exit status."""
+    """Check what is to be served, then run uvicorn until interrupted; return
+    the exit status. Raises ConfigError unless exactly one of BUNDLE_DIR and
+    --data-dir (or WORDVEC_DATA_DIR) is given."""
     import uvicorn
 
-    read_manifest(args.bundle)  # fail here, with the reason, rather than in a worker
+    source = _choose_source(args)
     settings = _settings_for(args)
     metrics_dir = _share_metrics_between_workers()
     logger.info(
         "serving %s on http://%s:%d with %d worker(s)",
-        args.bundle, settings.host, settings.port, settings.workers,
+        source, settings.host, settings.port, settings.workers,
     )  # fmt: skip
-    # TODO: on SIGHUP uvicorn gives each new worker timeout_worker_healthcheck
-    # (5 s) to finish startup, model load included, and keeps the old workers
-    # if it is late; raise it with the bundle size once models are reloaded
-    # by restart rather than by ModelHolder.swap.
+    # Models switch inside each worker (ModelHolder.swap), never by restarting
+    # workers, so uvicorn's 5 s limit (timeout_worker_healthcheck) on a new
+    # worker's startup only bites on SIGHUP, and then the old workers keep
+    # serving. The same limit applies to uvicorn's pings of running workers;
+    # those are answered on a thread of their own, so a model loading on the
+    # watcher thread delays them only while it holds the GIL.
     try:
         uvicorn.run(
             "app.main:create_app",
@@ -66,6 +88,10 @@ def run_serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             log_level=settings.log_level.lower(),
             access_log=args.access_log,
+            # A worker reports healthy once its app has started, model loaded
+            # and checked; uvicorn's 5 s default kills slow starters on a busy
+            # machine or with a large model.
+            timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
         )
     finally:
         if metrics_dir is not None:
@@ -75,8 +101,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _settings_for(args: argparse.Namespace) -> Settings:
     # Workers are new processes that read settings from the environment, so
-    # the flags travel there rather than as arguments.
-    os.environ["WORDVEC_BUNDLE_PATH"] = str(args.bundle.resolve())
+    # the flags travel there rather than as arguments. Only one of the two
+    # sources is left set: the data directory would win over the bundle.
+    if args.data_dir is not None:
+        os.environ["WORDVEC_DATA_DIR"] = str(args.data_dir.resolve())
+        os.environ.pop("WORDVEC_BUNDLE_PATH", None)
+    else:
+        os.environ["WORDVEC_BUNDLE_PATH"] = str(args.bundle.resolve())
+        os.environ.pop("WORDVEC_DATA_DIR", None)
     for name in ("host", "port", "workers"):
         value = getattr(args, name)
         if value is not None:
@@ -86,6 +118,35 @@ def _settings_for(args: argparse.Namespace) -> Settings:
         os.environ["WORDVEC_LOG_LEVEL"] = args.log_level
     get_settings.cache_clear()
     return get_settings()
+
+
+def _choose_source(args: argparse.Namespace) -> Path:
+    """Settle `args.bundle` or `args.data_dir` (exactly one), check it, return it."""
+    if args.bundle is not None and args.data_dir is not None:
+        raise ConfigError(
+            "give BUNDLE_DIR or --data-dir, not both: a bundle is served as it "
+            "is, a data directory serves its active version"
+        )
+    if args.bundle is None and args.data_dir is None:
+        from_env = os.environ.get("WORDVEC_DATA_DIR")
+        if not from_env:
+            raise ConfigError(
+                "nothing to serve: give a BUNDLE_DIR, or --data-dir DIR "
+                "(or set WORDVEC_DATA_DIR)"
+            )
+        args.data_dir = Path(from_env)
+    if args.bundle is not None:
+        read_manifest(args.bundle)  # fail here, with the reason, not in a worker
+        return Path(args.bundle)
+    registry = ModelRegistry(args.data_dir)
+    if registry.active_version() is None:
+        logger.warning(
+            "no version is active in %s; queries answer 503 until one is "
+            "(`wordvec models add BUNDLE_DIR --data-dir %s --activate`)",
+            registry.data_dir,
+            registry.data_dir,
+        )
+    return Path(args.data_dir)
 
 
 def _share_metrics_between_workers() -> str | None:

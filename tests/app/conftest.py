@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings, get_settings
 from app.main import create_app
+from app.registry import ModelRegistry
+from index.build import IndexConfig
 from training.bundle import TrainingState, write_bundle
 from training.vocabulary import Vocabulary
 
@@ -144,21 +147,34 @@ def server_url(
     bundle_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Run `wordvec serve BUNDLE` on a free port and yield its base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
+    # Two workers, as deployed: metrics must add up across processes.
+    arguments = [str(bundle_path), "--workers", "2"]
+    with running_server(arguments, log, {"WORDVEC_MAX_BATCH": "8"}) as url:
+        yield url
+
+
+@contextmanager
+def running_server(
+    arguments: list[str],
+    log: Path,
+    env_vars: dict[str, str] | None = None,
+    ready_path: str = "/health",
+) -> Iterator[str]:
+    """Run `wordvec serve ARGUMENTS` on a free port of 127.0.0.1, logging to
+    `log`, and yield its base URL once GET `ready_path` answers 200."""
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORDVEC_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env["WORDVEC_MAX_BATCH"] = "8"
-    command = [*wordvec_command(), "serve", str(bundle_path), "--port", str(port)]
-    # Two workers, as deployed: metrics must add up across processes.
-    command += ["--workers", "2"]
+    env.update(env_vars or {})
+    command = [*wordvec_command(), "serve", *arguments, "--port", str(port)]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1"], stdout=log_file, stderr=log_file, env=env
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process, log)
+        wait_until_ready(url, process, log, ready_path)
         yield url
     finally:
         process.terminate()
@@ -169,17 +185,51 @@ def server_url(
             process.wait()
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll GET /health until it answers 200; fail with the server's log if
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, path: str = "/health"
+) -> None:
+    """Poll GET `path` until it answers 200; fail with the server's log if
     the process exits or 30 s pass."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"wordvec serve exited early:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     pytest.fail(f"wordvec serve was not ready after 30 s:\n{log.read_text()}")
+
+
+# A flat index over the 20 test words, built in milliseconds.
+SMALL_INDEX = IndexConfig(kind="flat", recall_sample=20, threads=1)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    """An empty data directory."""
+    return ModelRegistry(tmp_path / "data")
+
+
+def add_version(
+    registry: ModelRegistry, version: str, *, activate: bool = False
+) -> Path:
+    """Add the structured test bundle to `registry` as `version`; return its path."""
+    source = registry.data_dir.parent / f"source-{version}"
+    if not source.exists():
+        write_test_bundle(source, version="from-source")
+    info = registry.add(
+        source, version=version, activate=activate, index_config=SMALL_INDEX
+    )
+    return info.path
+
+
+def corrupt_vectors(bundle: Path) -> None:
+    """Flip one byte of the last vector of `bundle`, keeping the file's size,
+    so that only the SHA-256 check can tell."""
+    path = bundle / "vectors.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))

@@ -1,9 +1,12 @@
 """Liveness, readiness and Prometheus metrics."""
 
+import os
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.core import metrics
+from app.registry import RegistryError, read_active_version
 from app.schemas import HealthResponse, LiveResponse
 
 router = APIRouter(tags=["operations"])
@@ -16,17 +19,34 @@ router = APIRouter(tags=["operations"])
 )
 async def health(request: Request) -> JSONResponse:
     """Readiness: 200 with `"ready": true` once a model answers queries, 503
-    while it is loading (`starting`) or after its load failed (`error`, with
-    the reason in `last_load_error`)."""
+    while it is loading (`starting`), while no version is active (`waiting`)
+    or after its load failed (`error`, with the reason in `last_load_error`).
+    With a data directory, `active_version` is the version activated there
+    and `model_version` the one this worker serves; each worker switches
+    within its reload interval."""
     holder = request.app.state.model_holder
     model = holder.peek()
     body = HealthResponse(
         status="ok" if model is not None else holder.state,
         model_version=model.version if model is not None else None,
+        active_version=_active_version(request),
         ready=model is not None,
         last_load_error=holder.last_load_error,
+        worker_pid=os.getpid(),
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+
+def _active_version(request: Request) -> str | None:
+    settings = getattr(request.app.state, "settings", None)
+    if settings is None or settings.data_dir is None:
+        return None
+    try:
+        # One small read; cheap enough for the event loop.
+        return read_active_version(settings.data_dir)
+    except RegistryError:
+        # The watcher records the same failure in last_load_error.
+        return None
 
 
 @router.get("/health/live", response_model=LiveResponse)
