@@ -23,6 +23,17 @@ class Settings(BaseSettings):
     bundle_path: Path | None = Field(
         default=None, description="model bundle directory to serve"
     )
+    data_dir: Path | None = Field(
+        default=None,
+        description="data directory (model versions, active pointer, uploads, job "
+        "database); when set, the active version is served instead of bundle_path",
+    )
+    reload_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="seconds between checks of DATA_DIR/active by each server worker",
+    )
     # TODO: VectorIndex.load takes no index kind yet, so this only checks the
     # bundle's index at load time; pass it to load once index/ accepts a kind.
     index_kind: str = Field(
@@ -48,6 +59,36 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="bytes in one request body"
+    )
+
+    # Fine-tune jobs (docs/jobs.md).
+    queue_url: str | None = Field(
+        default=None,
+        description="job queue: unset for SQLite in DATA_DIR, or redis://host:port/db",
+    )
+    max_upload_bytes: int = Field(
+        default=50_000_000, ge=1024, description="bytes in one fine-tune upload"
+    )
+    min_upload_tokens: int = Field(
+        default=1_000, ge=1, description="tokens a fine-tune upload must contain"
+    )
+    job_time_limit: float = Field(
+        default=1800.0, gt=0, description="seconds one attempt of a job may run"
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="attempts before a job is failed"
+    )
+    job_heartbeat_interval: float = Field(
+        default=2.0, gt=0, description="seconds between a running job's heartbeats"
+    )
+    job_lease: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds without a heartbeat after which a running job is "
+        "taken to have lost its worker and is re-queued or failed",
+    )
+    max_queued_jobs: int = Field(
+        default=20, ge=1, description="jobs queued or running before 429"
     )
 
 

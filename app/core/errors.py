@@ -19,12 +19,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.registry import (
+    ActivationRefused,
+    InvalidVersionName,
+    RegistryError,
+    VersionActive,
+    VersionExists,
+    VersionNotFound,
+)
 from index.search import WordNotFound
 from training.errors import BundleError, WordvecError
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+# Model registry errors (app/registry.py) as problems: status and title.
+_REGISTRY_PROBLEMS: dict[type[Exception], tuple[int, str]] = {
+    VersionNotFound: (404, "Version not found"),
+    InvalidVersionName: (422, "Invalid version name"),
+    VersionExists: (409, "Version exists"),
+    VersionActive: (409, "Version is active"),
+    ActivationRefused: (422, "Activation refused"),
+}
 
 
 class ApiError(Exception):
@@ -33,11 +50,16 @@ class ApiError(Exception):
     status = 400
     type = "/problems/bad-request"
     title = "Bad request"
+    headers: dict[str, str] | None = None  # response headers, e.g. Retry-After
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        if headers is not None:
+            self.headers = headers
 
 
 class ModelNotReady(ApiError):
@@ -65,7 +87,9 @@ def problem_response(request: Request, exc: Exception) -> JSONResponse:
     """Return the problem-details response for any exception raised by a request."""
     status, body = _problem_body(request, exc)
     body.setdefault("instance", request.url.path)
-    headers = getattr(exc, "headers", None) if status == 405 else None
+    headers = None
+    if status == 405 or isinstance(exc, ApiError):
+        headers = getattr(exc, "headers", None)
     return JSONResponse(
         body, status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -98,6 +122,10 @@ def _problem_body(request: Request, exc: Exception) -> tuple[int, dict[str, Any]
         return 422, _invalid_request(exc.errors())
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, _http_problem(request, exc)
+    if isinstance(exc, RegistryError):
+        status, title = _REGISTRY_PROBLEMS.get(type(exc), (503, "Registry unavailable"))
+        slug = "/problems/" + title.lower().replace(" ", "-")
+        return status, _body(slug, title, status, str(exc))
     if isinstance(exc, BundleError):
         logger.exception("model files failed while answering %s", request.url.path)
         return 503, _body(

@@ -25,12 +25,16 @@ def test_models_lists_the_served_model_as_active(client: TestClient) -> None:
 def test_health_is_ready_once_the_model_is_loaded(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert body == {
         "status": "ok",
         "model_version": MODEL_VERSION,
+        "active_version": None,  # no data directory
         "ready": True,
         "last_load_error": None,
+        "worker_pid": body["worker_pid"],
     }
+    assert isinstance(body["worker_pid"], int)
 
 
 def test_liveness_answers_without_a_model(client: TestClient) -> None:

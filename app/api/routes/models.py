@@ -1,18 +1,36 @@
-"""The served model's manifest: GET /models."""
+"""Model versions: GET /models lists them; POST /models/{version}/activate
+switches the served version (and so rolls back); DELETE removes one."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Request
 
-from app.api.deps import ModelDep, problems
+from app.api.auth import ApiKeyDep
+from app.api.deps import problems
+from app.api.routes.jobs import jobs_context
+from app.model_holder import ModelHolder
+from app.registry import VERSION_PATTERN, VersionInfo, manifest_summary
 from app.schemas import ModelPublic, ModelsResponse
 from index.search import VectorIndex
 
 router = APIRouter(tags=["models"])
 
+Version = Annotated[
+    str,
+    Path(pattern=f"^{VERSION_PATTERN.pattern}$", description="a version name"),
+]
+
+_MUTATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "API key in the URL"},
+    401: {"description": "Missing or wrong API key"},
+    404: {"description": "No such version"},
+    409: {"description": "No data directory, or the version is active"},
+    **problems(422),
+}
+
 
 def model_public(model: VectorIndex, active: bool) -> ModelPublic:
-    """Return what the API shows of a model: its manifest's summary and index."""
+    """Return what the API shows of a loaded model: its manifest's summary and index."""
     manifest: dict[str, Any] = model.manifest
     return ModelPublic(
         version=model.version,
@@ -23,17 +41,70 @@ def model_public(model: VectorIndex, active: bool) -> ModelPublic:
         index=dict(model.index_info),
         evaluation=manifest.get("evaluation"),
         active=active,
+        base_version=manifest.get("base_version"),
+    )
+
+
+def version_public(info: VersionInfo) -> ModelPublic:
+    """Return what the API shows of a published version, from its files."""
+    manifest = info.manifest
+    summary = manifest_summary(info)
+    return ModelPublic(
+        version=info.version,
+        source=manifest.get("source"),
+        created_at=manifest.get("created_at"),
+        vocab_size=int(manifest.get("vocab_size") or 0),
+        dim=int(manifest.get("dim") or 0),
+        index={"kind": summary["index_kind"], "recall_at_10": summary["recall_at_10"]},
+        evaluation=manifest.get("evaluation"),
+        active=info.active,
+        base_version=manifest.get("base_version"),
     )
 
 
 @router.get("/models", response_model=ModelsResponse, responses=problems(503))
-async def list_models(model: ModelDep) -> ModelsResponse:
-    """The models this server knows and which one answers queries.
+def list_models(request: Request) -> ModelsResponse:
+    """The model versions this server knows and which one is active.
 
-    Each entry gives the version, where it came from, its vocabulary size
-    and dimensions, its index (kind and recall@10 against exact search) and
-    its evaluation scores. Today the list holds the one served model.
+    Each entry gives the version, where it came from (`trained`, `imported`
+    or `finetuned`, with its `base_version`), its vocabulary size and
+    dimensions, its index (kind and recall@10 against exact search) and its
+    evaluation scores. Without a data directory the list holds the one
+    bundle being served.
     """
+    context = getattr(request.app.state, "jobs", None)
+    if context is None:
+        holder: ModelHolder = request.app.state.model_holder
+        model = holder.current
+        return ModelsResponse(
+            active_version=model.version, models=[model_public(model, active=True)]
+        )
+    registry = context.registry
+    versions = registry.versions()
     return ModelsResponse(
-        active_version=model.version, models=[model_public(model, active=True)]
+        active_version=registry.active_version(),
+        models=[version_public(info) for info in versions],
     )
+
+
+@router.post(
+    "/models/{version}/activate", response_model=ModelPublic, responses=_MUTATION_ERRORS
+)
+def activate_model(request: Request, version: Version, _: ApiKeyDep) -> ModelPublic:
+    """Serve `version` from now on; activating an older version is a rollback.
+
+    The version is checked first (every file's checksum, the index loads, a
+    test query answers); one that fails is refused with 422 and the active
+    version stays. Every server worker switches within a few seconds
+    (WORDVEC_RELOAD_INTERVAL); requests already running finish on the
+    version they started with.
+    """
+    registry = jobs_context(request).registry
+    registry.activate(version)
+    return version_public(registry.get(version))
+
+
+@router.delete("/models/{version}", status_code=204, responses=_MUTATION_ERRORS)
+def delete_model(request: Request, version: Version, _: ApiKeyDep) -> None:
+    """Delete a version that is not active (409 for the active one)."""
+    jobs_context(request).registry.delete(version)

@@ -1,0 +1,234 @@
+"""Running one attempt of a fine-tune job, in the worker process.
+
+An attempt: claim the job (a fresh lease) -> fine-tune the base version on
+the upload into DATA_DIR/staging -> build the index -> publish the version
+(atomic rename) -> activate it, unless the job says not to -> mark the job
+succeeded. A heartbeat thread writes progress to the job table and
+brings back cancellation; losing the lease, a cancel request or the time
+limit stop the training at its next progress report.
+
+Errors in the job's input (a bundle that cannot be fine-tuned, settings out
+of range) fail the job at once; anything unexpected ends the attempt and
+the job is retried until its attempts are used up.
+"""
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.core.config import Settings
+from app.jobs.store import Job, JobStore, LeaseLost
+from app.registry import ModelRegistry
+from index.build import IndexConfig, build_index
+from training.errors import FinetuneCancelled, WordvecError
+from training.finetune import FinetuneConfig, FinetuneProgress, finetune
+
+logger = logging.getLogger(__name__)
+
+# Share of a job's progress given to training; the index build and
+# publication take the rest.
+TRAINING_SHARE = 0.9
+
+
+def worker_name() -> str:
+    """Return this process's name in the job table: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class _Attempt:
+    """State shared between an attempt's training thread and its heartbeat."""
+
+    job: Job
+    lease: str
+    deadline: float
+    progress: dict[str, Any]
+    cancel_requested: bool = False
+    lease_lost: bool = False
+    timed_out: bool = False
+    staging: Path | None = None
+
+    def should_stop(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.cancel_requested or self.lease_lost or self.timed_out
+
+
+class JobRunner:
+    """Runs fine-tune jobs from the job table against the model registry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        store: JobStore,
+        enqueue: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.enqueue = enqueue
+        self.worker = worker_name()
+
+    def run(self, job_id: str) -> None:
+        """Run one attempt of job `job_id` if it is still queued."""
+        job = self.store.claim(job_id, self.worker)
+        if job is None:
+            logger.info("job %s is not queued any more; nothing to do", job_id)
+            return
+        assert job.lease is not None
+        attempt = _Attempt(
+            job,
+            job.lease,
+            time.monotonic() + self.settings.job_time_limit,
+            {"stage": "starting", "fraction": 0.0},
+        )
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat,
+            args=(attempt, stop_heartbeat),
+            name=f"heartbeat-{job_id[:8]}",
+            daemon=True,
+        )
+        heartbeat.start()
+        try:
+            self._attempt(attempt)
+        except LeaseLost:
+            logger.warning("job %s: lease lost; this attempt writes nothing", job_id)
+        except FinetuneCancelled:
+            self._stopped(attempt)
+        except WordvecError as exc:
+            self._end(attempt, str(exc), retry=False)
+        except Exception as exc:
+            logger.exception("job %s: attempt %d crashed", job_id, job.attempts)
+            self._end(attempt, f"unexpected {type(exc).__name__}: {exc}", retry=True)
+        finally:
+            stop_heartbeat.set()
+            heartbeat.join()
+            # Published bundles were renamed away; whatever is left is unfinished.
+            if attempt.staging is not None and attempt.staging.exists():
+                shutil.rmtree(attempt.staging, ignore_errors=True)
+
+    def _attempt(self, attempt: _Attempt) -> None:
+        job = attempt.job
+        params = job.params
+        base = params.get("base_version") or self.registry.active_version()
+        if base is None:
+            raise WordvecError(
+                "there is no active model to fine-tune; activate one with "
+                "`wordvec models activate` or name a base_version"
+            )
+        base_path = self.registry.get(base).path
+        self.store.set_base_version(job.id, attempt.lease, base)
+        version = self.registry.new_version_name()
+        staging = attempt.staging = self.registry.staging_path(version)
+        config = FinetuneConfig(
+            epochs=params.get("epochs") or FinetuneConfig.epochs,
+            lr=params.get("lr"),
+            min_count=params.get("min_count") or FinetuneConfig.min_count,
+        )
+        upload = self.registry.uploads_dir / job.upload["file"]
+        logger.info(
+            "job %s: fine-tuning %s on %s into %s", job.id, base, upload, version
+        )
+
+        def on_progress(progress: FinetuneProgress) -> None:
+            attempt.progress = {
+                "stage": "training",
+                "fraction": round(progress.fraction * TRAINING_SHARE, 4),
+                "words_per_second": _rounded(progress.words_per_second, 0),
+                "eta_seconds": _rounded(progress.eta_seconds, 1),
+                "loss": _rounded(progress.loss, 4),
+            }
+
+        result = finetune(
+            base_path,
+            [upload],
+            config,
+            staging,
+            version=version,
+            progress=False,
+            on_progress=on_progress,
+            should_stop=attempt.should_stop,
+        )
+        if attempt.should_stop():
+            raise FinetuneCancelled("stopped after training")
+        attempt.progress = {"stage": "indexing", "fraction": TRAINING_SHARE}
+        index_info = build_index(staging, IndexConfig())
+        attempt.progress = {"stage": "publishing", "fraction": 0.97}
+        # A last check of the lease before anything becomes visible: an
+        # attempt that lost its job must not publish over its successor.
+        self.store.heartbeat(job.id, attempt.lease, attempt.progress)
+        self.registry.publish(staging, version)
+        outcome = {
+            "new_words": result.new_words[:50],
+            "new_word_count": len(result.new_words),
+            "evaluation_before": result.evaluation_before,
+            "evaluation_after": result.evaluation_after,
+            "training": result.stats,
+            "index": {k: index_info.get(k) for k in ("kind", "recall_at_10")},
+            "activated": False,
+        }
+        if params.get("activate", True):
+            # Activated before the job is marked succeeded, so "succeeded"
+            # means the version is active. A version that fails activation's
+            # checks stays published but inactive, and the job fails.
+            attempt.progress = {"stage": "activating", "fraction": 0.99}
+            self.registry.activate(version)
+            outcome["activated"] = True
+        self.store.succeed(job.id, attempt.lease, version, outcome)
+
+    def _heartbeat(self, attempt: _Attempt, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.job_heartbeat_interval):
+            try:
+                cancel = self.store.heartbeat(
+                    attempt.job.id, attempt.lease, attempt.progress
+                )
+            except LeaseLost:
+                attempt.lease_lost = True
+                return
+            except Exception:
+                # A busy or briefly unavailable database must not kill the
+                # attempt; the lease tolerates missed beats.
+                logger.exception("job %s: heartbeat failed", attempt.job.id)
+                continue
+            attempt.cancel_requested = attempt.cancel_requested or cancel
+
+    def _stopped(self, attempt: _Attempt) -> None:
+        job_id = attempt.job.id
+        try:
+            if attempt.lease_lost:
+                logger.warning("job %s: lease lost; attempt abandoned", job_id)
+            elif attempt.cancel_requested:
+                self.store.cancelled(job_id, attempt.lease)
+            else:
+                limit = self.settings.job_time_limit
+                self._end(
+                    attempt,
+                    f"the attempt ran past the job time limit of {limit:g} s "
+                    "(WORDVEC_JOB_TIME_LIMIT); upload less text or raise the limit",
+                    retry=False,
+                )
+        except LeaseLost:
+            logger.warning("job %s: lease lost while stopping", job_id)
+
+    def _end(self, attempt: _Attempt, error: str, *, retry: bool) -> None:
+        job_id = attempt.job.id
+        try:
+            status = self.store.fail(job_id, attempt.lease, error, retry=retry)
+        except LeaseLost:
+            logger.warning("job %s: lease lost; error not recorded: %s", job_id, error)
+            return
+        if status == "queued":
+            self.enqueue(job_id)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,0 +1,455 @@
+"""The job table: every fine-tune job's state, in SQLite (DATA_DIR/jobs.db).
+
+The table, not the task queue, is the truth about a job. The queue only
+carries "run job X" messages, and it can lose one (a worker killed while
+running it) or deliver one twice; the table makes both harmless:
+
+- `claim` moves a job from `queued` to `running` in one UPDATE guarded by
+  its status, so two deliveries cannot run it twice, and hands the worker
+  a fresh lease token;
+- every later write of the worker (`heartbeat`, `succeed`, `fail`, ...) is
+  guarded by that token, so a worker that lost its job (stopped past the
+  lease, then resumed) can no longer change it;
+- `sweep` finds running jobs whose heartbeat stopped and queued jobs that
+  nobody took, and re-queues or fails them.
+
+Each call opens its own connection (SQLite connections are cheap and must
+not cross threads); WAL lets readers run while a writer commits, and
+synchronous=FULL makes a commit survive power loss.
+"""
+
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ACTIVE_STATUSES = ("queued", "running")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+JOB_ID_PATTERN = r"[0-9a-f]{32}"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,
+    upload TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    enqueued_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    lease TEXT,
+    worker TEXT,
+    heartbeat_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress TEXT,
+    base_version TEXT,
+    result_version TEXT,
+    result TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+"""
+
+
+@dataclass
+class Job:
+    """One row of the job table, JSON columns decoded."""
+
+    id: str
+    kind: str
+    status: JobStatus
+    params: dict[str, Any]
+    upload: dict[str, Any]
+    idempotency_key: str | None
+    created_at: float
+    updated_at: float
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    max_attempts: int
+    lease: str | None
+    worker: str | None
+    heartbeat_at: float | None
+    cancel_requested: bool
+    progress: dict[str, Any] | None
+    base_version: str | None
+    result_version: str | None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class LeaseLost(Exception):
+    """The worker's lease on a job is gone: the sweep gave the job to another
+    attempt, or it was cancelled. The worker must stop and write nothing."""
+
+
+class JobStore:
+    """The job table in the SQLite database at `path` (created on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write
+        # (idempotency check, claim) cannot interleave with another writer.
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- the API's side ------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        kind: str,
+        params: dict[str, Any],
+        upload: dict[str, Any],
+        max_attempts: int,
+        idempotency_key: str | None = None,
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Insert a queued job and return `(job, True)`; with an
+        `idempotency_key` already used, return `(that job, False)` instead."""
+        now = time.time()
+        job_id = job_id or new_job_id()
+        with self._transaction() as db:
+            if idempotency_key is not None:
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    return _job(row), False
+            db.execute(
+                "INSERT INTO jobs (id, kind, status, params, upload, idempotency_key,"
+                " created_at, updated_at, enqueued_at, max_attempts, base_version)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    kind,
+                    _dumps(params),
+                    _dumps(upload),
+                    idempotency_key,
+                    now,
+                    now,
+                    now,
+                    max_attempts,
+                    params.get("base_version"),
+                ),
+            )
+        logger.info("job %s queued (%s)", job_id, kind)
+        return self.get(job_id), True
+
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM jobs WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+        return _job(row) if row is not None else None
+
+    def get(self, job_id: str) -> Job:
+        """Return the job; KeyError when there is none with that id."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return _job(row)
+
+    def recent(self, *, status: str | None = None, limit: int = 50) -> list[Job]:
+        """Return up to `limit` jobs, newest first, optionally of one status."""
+        query, args = "SELECT * FROM jobs", []
+        if status is not None:
+            query += " WHERE status = ?"
+            args.append(status)
+        query += " ORDER BY created_at DESC, id LIMIT ?"
+        args.append(str(limit))
+        with self._connect() as db:
+            return [_job(row) for row in db.execute(query, args)]
+
+    def count_active(self) -> int:
+        """Return how many jobs are queued or running."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchone()
+        return int(row[0])
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; ask a running one to stop (its worker
+        sees the request within a heartbeat). Returns the job as it is now;
+        KeyError for an unknown id. A finished job is returned unchanged."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?,"
+                " cancel_requested = 1, lease = NULL, error = 'cancelled by request'"
+                " WHERE id = ? AND status = 'queued'",
+                (now, now, job_id),
+            )
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?"
+                " WHERE id = ? AND status = 'running'",
+                (now, job_id),
+            )
+        return self.get(job_id)
+
+    # -- the worker's side ---------------------------------------------------
+
+    def claim(self, job_id: str, worker: str) -> Job | None:
+        """Start an attempt of a queued job and return it with its new lease;
+        None when the job is not queued (taken, cancelled, finished, unknown)."""
+        now = time.time()
+        lease = secrets.token_hex(8)
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                " lease = ?, worker = ?, heartbeat_at = ?, updated_at = ?,"
+                " started_at = COALESCE(started_at, ?), error = NULL"
+                " WHERE id = ? AND status = 'queued'",
+                (lease, worker, now, now, now, job_id),
+            ).rowcount
+        if not changed:
+            return None
+        job = self.get(job_id)
+        logger.info("job %s attempt %d started by %s", job_id, job.attempts, worker)
+        return job
+
+    def heartbeat(
+        self, job_id: str, lease: str, progress: dict[str, Any] | None = None
+    ) -> bool:
+        """Record that the attempt holding `lease` is alive (and its progress).
+
+        Returns whether the job asks to be cancelled. Raises LeaseLost when
+        the attempt no longer owns the job.
+        """
+        now = time.time()
+        with self._connect() as db:
+            if progress is None:
+                changed = db.execute(
+                    "UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND lease = ?"
+                    " AND status = 'running'",
+                    (now, job_id, lease),
+                ).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE jobs SET heartbeat_at = ?, updated_at = ?, progress = ?"
+                    " WHERE id = ? AND lease = ? AND status = 'running'",
+                    (now, now, _dumps(progress), job_id, lease),
+                ).rowcount
+            if not changed:
+                raise LeaseLost(job_id)
+            row = db.execute(
+                "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return bool(row[0])
+
+    def set_base_version(self, job_id: str, lease: str, version: str) -> None:
+        self._guarded(
+            job_id, lease, "base_version = ?", (version,), "record its base version"
+        )
+
+    def succeed(
+        self, job_id: str, lease: str, version: str, result: dict[str, Any]
+    ) -> None:
+        """Mark the attempt holding `lease` as succeeded with model `version`."""
+        now = time.time()
+        self._guarded(
+            job_id,
+            lease,
+            "status = 'succeeded', result_version = ?, result = ?, finished_at = ?,"
+            " lease = NULL, progress = json_set(COALESCE(progress, '{}'),"
+            " '$.fraction', 1.0, '$.eta_seconds', 0, '$.stage', 'done')",
+            (version, _dumps(result), now),
+            "succeed",
+        )
+        logger.info("job %s succeeded: version %s", job_id, version)
+
+    def update_result(self, job_id: str, result: dict[str, Any]) -> None:
+        """Replace a finished job's result (e.g. to add its activation outcome)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
+                (_dumps(result), time.time(), job_id),
+            )
+
+    def fail(self, job_id: str, lease: str, error: str, *, retry: bool) -> JobStatus:
+        """End the attempt holding `lease` with `error`: back to `queued` when
+        `retry` and attempts remain, else `failed`. Returns the new status."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT attempts, max_attempts FROM jobs WHERE id = ? AND lease = ?"
+                " AND status = 'running'",
+                (job_id, lease),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost(job_id)
+            status: JobStatus = "queued" if retry and row[0] < row[1] else "failed"
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, lease = NULL, updated_at = ?,"
+                " finished_at = CASE WHEN ? = 'failed' THEN ? ELSE NULL END,"
+                " enqueued_at = ?"
+                " WHERE id = ?",
+                (status, error, now, status, now, now, job_id),
+            )
+        logger.warning("job %s attempt ended (%s): %s", job_id, status, error)
+        return status
+
+    def cancelled(self, job_id: str, lease: str) -> None:
+        """Mark the attempt holding `lease` as stopped on request."""
+        now = time.time()
+        self._guarded(
+            job_id,
+            lease,
+            "status = 'cancelled', finished_at = ?, lease = NULL,"
+            " error = 'cancelled by request'",
+            (now,),
+            "cancel",
+        )
+        logger.info("job %s cancelled while running", job_id)
+
+    def sweep(self, lease_seconds: float) -> list[str]:
+        """Recover jobs whose worker died or whose queue message was lost.
+
+        A running job without a heartbeat for `lease_seconds` goes back to
+        `queued` (or to `failed` once its attempts are used up); a queued job
+        not taken within `lease_seconds` of being queued is listed again.
+        Returns the ids that need a new queue message.
+        """
+        now = time.time()
+        deadline = now - lease_seconds
+        with self._transaction() as db:
+            dead = db.execute(
+                "SELECT id, attempts, max_attempts, worker FROM jobs"
+                " WHERE status = 'running' AND heartbeat_at < ?",
+                (deadline,),
+            ).fetchall()
+            requeued = []
+            for row in dead:
+                reason = (
+                    f"worker {row['worker']} stopped sending heartbeats for "
+                    f"{lease_seconds:g} s during attempt {row['attempts']}"
+                )
+                if row["attempts"] >= row["max_attempts"]:
+                    db.execute(
+                        "UPDATE jobs SET status = 'failed', lease = NULL,"
+                        " finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
+                        (now, now, f"{reason}; gave up after {row['attempts']} "
+                         "attempts", row["id"]),
+                    )  # fmt: skip
+                    logger.warning("job %s failed: %s", row["id"], reason)
+                else:
+                    db.execute(
+                        "UPDATE jobs SET status = 'queued', lease = NULL,"
+                        " updated_at = ?, enqueued_at = ?, error = ? WHERE id = ?",
+                        (now, now, reason, row["id"]),
+                    )
+                    requeued.append(row["id"])
+                    logger.warning("job %s re-queued: %s", row["id"], reason)
+            stale = db.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' AND enqueued_at < ?",
+                (deadline,),
+            ).fetchall()
+            lost = [row["id"] for row in stale]
+            db.executemany(
+                "UPDATE jobs SET enqueued_at = ? WHERE id = ?",
+                [(now, job_id) for job_id in lost],
+            )
+        return requeued + lost
+
+    def _guarded(
+        self,
+        job_id: str,
+        lease: str,
+        assignments: str,
+        args: tuple[Any, ...],
+        what: str,
+    ) -> None:
+        with self._connect() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ?"
+                " WHERE id = ? AND lease = ? AND status = 'running'",
+                (*args, time.time(), job_id, lease),
+            ).rowcount
+        if not changed:
+            logger.warning("job %s: lease lost, cannot %s", job_id, what)
+            raise LeaseLost(job_id)
+
+
+def new_job_id() -> str:
+    """Return a fresh job id: 32 lower-case hex digits."""
+    return secrets.token_hex(16)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        params=_loads(row["params"]) or {},
+        upload=_loads(row["upload"]) or {},
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        enqueued_at=row["enqueued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        lease=row["lease"],
+        worker=row["worker"],
+        heartbeat_at=row["heartbeat_at"],
+        cancel_requested=bool(row["cancel_requested"]),
+        progress=_loads(row["progress"]),
+        base_version=row["base_version"],
+        result_version=row["result_version"],
+        result=_loads(row["result"]) or {},
+        error=row["error"],
+    )

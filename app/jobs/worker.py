@@ -1,0 +1,103 @@
+"""`wordvec worker`: the process that runs fine-tune jobs.
+
+It consumes the Huey queue (one job at a time per worker: training uses all
+the threads it is given) and, beside it, sweeps the job table so that a job
+whose worker died is re-queued or failed and a queued job whose message was
+lost is sent again. Several workers, on one machine or several, can share a
+data directory and a queue.
+"""
+
+import argparse
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.core.config import get_settings
+from app.jobs.queue import JobQueue, make_queue
+from app.jobs.runner import JobRunner, worker_name
+from app.jobs.store import JobStore
+from app.registry import ModelRegistry
+from training.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+JOBS_DB = "jobs.db"
+
+
+def add_worker_parser(subparsers: Any) -> None:
+    """Register `wordvec worker` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "worker",
+        help="run fine-tune jobs from a data directory's queue",
+        description="Run fine-tune jobs queued by `POST /finetune` against the models "
+        "in DATA_DIR, until interrupted. Settings not given as flags come from "
+        "WORDVEC_* environment variables (docs/jobs.md).",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory shared with `wordvec serve --data-dir` "
+        "(default: WORDVEC_DATA_DIR)",
+    )
+    p.set_defaults(handler=run_worker)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Consume jobs until SIGINT or SIGTERM; return the exit status."""
+    from huey.consumer import Consumer
+
+    if args.data_dir is not None:
+        os.environ["WORDVEC_DATA_DIR"] = str(args.data_dir.resolve())
+    get_settings.cache_clear()
+    settings = get_settings()
+    if settings.data_dir is None:
+        raise ConfigError("give the data directory: --data-dir DIR or WORDVEC_DATA_DIR")
+    registry = ModelRegistry(settings.data_dir)
+    registry.clean_staging()
+    store = job_store(settings.data_dir)
+    queue = make_queue(settings.data_dir, settings.queue_url)
+    queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)
+    sweeper = Sweeper(store, queue, settings.job_lease)
+    sweeper.start()
+    logger.info("worker %s taking jobs from %s", worker_name(), settings.data_dir)
+    try:
+        # One job at a time; the consumer installs SIGINT/SIGTERM handlers
+        # that let a running job finish (SIGINT) or stop at once (SIGTERM).
+        Consumer(queue.huey, workers=1, worker_type="thread", periodic=False).run()
+    finally:
+        sweeper.stop()
+    return 0
+
+
+def job_store(data_dir: Path) -> JobStore:
+    """Return the job table of `data_dir`."""
+    return JobStore(Path(data_dir) / JOBS_DB)
+
+
+class Sweeper(threading.Thread):
+    """Every few seconds, recovers jobs whose worker died or whose queue
+    message was lost (see `JobStore.sweep`) and sends them to the queue again."""
+
+    def __init__(self, store: JobStore, queue: JobQueue, lease: float) -> None:
+        super().__init__(name="job-sweeper", daemon=True)
+        self.store = store
+        self.queue = queue
+        self.lease = lease
+        self.interval = min(max(lease / 4, 0.5), 10.0)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                for job_id in self.store.sweep(self.lease):
+                    logger.info("job %s sent to the queue again", job_id)
+                    self.queue.enqueue(job_id)
+            except Exception:
+                logger.exception("sweeping the job table failed; retrying")
+            if self._stop_event.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()

@@ -1,0 +1,135 @@
+"""The job table on a real SQLite file: claims, leases, sweeps, cancels."""
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from app.jobs.store import JobStore, LeaseLost
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs.db")
+
+
+def queued(store: JobStore, key: str | None = None, attempts: int = 3) -> str:
+    job, created = store.create(
+        kind="finetune",
+        params={"epochs": 1},
+        upload={"file": "x.txt", "sha256": "ab"},
+        max_attempts=attempts,
+        idempotency_key=key,
+    )
+    assert created
+    return job.id
+
+
+def age_heartbeat(store: JobStore, job_id: str, seconds: float) -> None:
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE jobs SET heartbeat_at = heartbeat_at - ?, enqueued_at = "
+            "enqueued_at - ? WHERE id = ?",
+            (seconds, seconds, job_id),
+        )
+
+
+def test_database_uses_wal(store: JobStore) -> None:
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_job_is_claimed_once(store: JobStore) -> None:
+    job_id = queued(store)
+    first = store.claim(job_id, "w1")
+    assert first is not None and first.status == "running" and first.attempts == 1
+    assert store.claim(job_id, "w2") is None
+
+
+def test_idempotency_key_returns_the_first_job(store: JobStore) -> None:
+    job_id = queued(store, key="k1")
+    again, created = store.create(
+        kind="finetune", params={}, upload={}, max_attempts=3, idempotency_key="k1"
+    )
+    assert not created and again.id == job_id
+
+
+def test_writes_need_the_current_lease(store: JobStore) -> None:
+    job = store.claim(queued(store), "w1")
+    assert job is not None and job.lease is not None
+    with pytest.raises(LeaseLost):
+        store.heartbeat(job.id, "not-the-lease")
+    with pytest.raises(LeaseLost):
+        store.succeed(job.id, "not-the-lease", "v2", {})
+    store.succeed(job.id, job.lease, "v2", {"activated": False})
+    done = store.get(job.id)
+    assert done.status == "succeeded" and done.result_version == "v2"
+    assert done.progress is not None and done.progress["fraction"] == 1.0
+
+
+def test_sweep_requeues_a_silent_job_and_fences_its_old_worker(
+    store: JobStore,
+) -> None:
+    job = store.claim(queued(store), "w1")
+    assert job is not None and job.lease is not None
+    age_heartbeat(store, job.id, 60)
+    assert store.sweep(lease_seconds=30) == [job.id]
+    assert store.get(job.id).status == "queued"
+    retry = store.claim(job.id, "w2")
+    assert retry is not None and retry.attempts == 2
+    with pytest.raises(LeaseLost):
+        store.heartbeat(job.id, job.lease)  # the stopped worker woke up
+    with pytest.raises(LeaseLost):
+        store.fail(job.id, job.lease, "late", retry=False)
+    assert store.get(job.id).worker == "w2"
+
+
+def test_sweep_fails_a_job_after_its_last_attempt(store: JobStore) -> None:
+    job_id = queued(store, attempts=1)
+    assert store.claim(job_id, "w1") is not None
+    age_heartbeat(store, job_id, 60)
+    assert store.sweep(lease_seconds=30) == []
+    job = store.get(job_id)
+    assert job.status == "failed"
+    assert job.error is not None and "gave up after 1 attempts" in job.error
+
+
+def test_sweep_resends_a_queued_job_nobody_took(store: JobStore) -> None:
+    job_id = queued(store)
+    assert store.sweep(lease_seconds=30) == []
+    age_heartbeat(store, job_id, 60)
+    assert store.sweep(lease_seconds=30) == [job_id]
+    assert store.sweep(lease_seconds=30) == []  # not again within the lease
+
+
+def test_fail_retries_until_attempts_are_used(store: JobStore) -> None:
+    job_id = queued(store, attempts=2)
+    for expected in ("queued", "failed"):
+        job = store.claim(job_id, "w1")
+        assert job is not None and job.lease is not None
+        assert store.fail(job_id, job.lease, "boom", retry=True) == expected
+    assert store.get(job_id).finished_at is not None
+
+
+def test_cancel_queued_is_immediate_and_running_is_a_request(store: JobStore) -> None:
+    waiting = queued(store)
+    assert store.cancel(waiting).status == "cancelled"
+    assert store.claim(waiting, "w1") is None
+    job = store.claim(queued(store), "w1")
+    assert job is not None and job.lease is not None
+    assert store.cancel(job.id).status == "running"
+    assert store.heartbeat(job.id, job.lease) is True
+    store.cancelled(job.id, job.lease)
+    assert store.get(job.id).status == "cancelled"
+
+
+def test_recent_lists_newest_first_and_counts_active(store: JobStore) -> None:
+    first = queued(store)
+    time.sleep(0.01)
+    second = queued(store)
+    assert [j.id for j in store.recent()] == [second, first]
+    assert store.count_active() == 2
+    store.cancel(first)
+    assert [j.id for j in store.recent(status="cancelled")] == [first]
+    assert store.count_active() == 1

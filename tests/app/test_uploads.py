@@ -1,0 +1,152 @@
+"""Receiving and checking fine-tune uploads, on real files."""
+
+import asyncio
+import gzip
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.jobs.uploads import (
+    InvalidUpload,
+    ReceivedUpload,
+    UnsupportedUpload,
+    UploadTooLarge,
+    check_upload,
+    receive_upload,
+    remove_stale_temporaries,
+    store_upload,
+)
+
+TEXT = ("the king and the queen of the land " * 200).encode()
+
+
+async def chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def multipart(fields: dict[str, str], text: bytes) -> tuple[bytes, str]:
+    """Return a multipart body and its Content-Type, built by httpx."""
+    request = httpx.Request(
+        "POST", "http://x/", data=fields, files={"file": ("a.txt", text)}
+    )
+    return request.read(), request.headers["content-type"]
+
+
+def receive(
+    body: bytes, content_type: str, directory: Path, limit: int = 1 << 20, size: int = 7
+) -> ReceivedUpload:
+    headers = {"content-type": content_type}
+    return asyncio.run(receive_upload(chunks(body, size), headers, directory, limit))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+def test_multipart_file_and_fields_survive_any_chunking(
+    tmp_path: Path, chunk_size: int
+) -> None:
+    body, content_type = multipart({"epochs": "3", "activate": "false"}, TEXT)
+    upload = receive(body, content_type, tmp_path, size=chunk_size)
+    assert upload.path.read_bytes() == TEXT
+    assert upload.fields == {"epochs": "3", "activate": "false"}
+    assert upload.size == len(TEXT) and not upload.compressed
+
+
+def test_plain_body_is_stored_and_gzip_is_recognised_by_its_bytes(
+    tmp_path: Path,
+) -> None:
+    plain = receive(TEXT, "text/plain", tmp_path)
+    assert plain.path.read_bytes() == TEXT and not plain.compressed
+    packed = receive(gzip.compress(TEXT), "application/octet-stream", tmp_path)
+    assert packed.compressed
+    assert check_upload(packed, min_tokens=10, max_text_bytes=1 << 20) == (
+        len(TEXT),
+        1600,
+    )
+
+
+def test_body_past_the_limit_is_refused_and_removed(tmp_path: Path) -> None:
+    with pytest.raises(UploadTooLarge):
+        receive(TEXT, "text/plain", tmp_path, limit=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_declared_length_past_the_limit_is_refused_before_reading(
+    tmp_path: Path,
+) -> None:
+    async def never() -> AsyncIterator[bytes]:
+        raise AssertionError("the body was read")
+        yield b""
+
+    headers = {"content-type": "text/plain", "content-length": "5000"}
+    with pytest.raises(UploadTooLarge):
+        asyncio.run(receive_upload(never(), headers, tmp_path, 1000))
+
+
+def test_other_media_types_and_missing_file_field_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedUpload):
+        receive(b"{}", "application/json", tmp_path)
+    request = httpx.Request(
+        "POST", "http://x/", data={"epochs": "3"}, files={"other": ("a", b"x")}
+    )
+    with pytest.raises(InvalidUpload, match="no field named 'file'"):
+        receive(request.read(), request.headers["content-type"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"caf\xe9 au lait " * 10, "not UTF-8"),
+        (b"text\x00with nul", "NUL"),
+        (b"few words", "tokens"),
+    ],
+)
+def test_check_refuses_what_is_not_enough_text(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    upload = receive(data, "text/plain", tmp_path)
+    with pytest.raises(InvalidUpload, match=message):
+        check_upload(upload, min_tokens=5, max_text_bytes=1 << 20)
+
+
+def test_check_refuses_a_gzip_bomb(tmp_path: Path) -> None:
+    upload = receive(gzip.compress(b" " * 5_000_000), "application/gzip", tmp_path)
+    assert upload.size < 10_000
+    with pytest.raises(InvalidUpload, match="decompresses to more than"):
+        check_upload(upload, min_tokens=1, max_text_bytes=1_000_000)
+
+
+def test_a_multibyte_character_split_across_blocks_is_fine(tmp_path: Path) -> None:
+    text = ("ä" * 700_000 + " word").encode()  # 1.4 MB: crosses the 1 MiB read block
+    upload = receive(text, "text/plain", tmp_path, limit=2 << 20, size=65536)
+    assert check_upload(upload, min_tokens=1, max_text_bytes=4 << 20)[1] == 2
+
+
+def test_store_renames_durably_and_releases_the_lock(tmp_path: Path) -> None:
+    upload = receive(TEXT, "text/plain", tmp_path)
+    stored = store_upload(upload, "job1", len(TEXT), 1600)
+    assert stored.path == tmp_path / "job1.txt" and stored.path.read_bytes() == TEXT
+    assert upload.lock_fd == -1
+    assert [p.name for p in tmp_path.iterdir()] == ["job1.txt"]
+
+
+def test_cleanup_spares_live_uploads_and_removes_dead_ones(tmp_path: Path) -> None:
+    live = receive(TEXT, "text/plain", tmp_path)
+    # A temporary file whose writer died: created and locked by a process
+    # that has exited, so its lock is gone.
+    script = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX)"
+    )
+    dead = tmp_path / ".upload-dead.tmp"
+    subprocess.run([sys.executable, "-c", script, str(dead)], check=True)
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert live.path.exists() and not dead.exists()
+    live.discard()
+    assert os.listdir(tmp_path) == []
