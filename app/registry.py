@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -306,11 +307,14 @@ class ModelRegistry:
         shutil.rmtree(discarded)
         logger.info("deleted version %s", version)
 
-    def clean_staging(self) -> list[Path]:
-        """Remove what interrupted jobs and deletes left behind: everything
-        in staging/ and hidden leftovers in models/. Returns what was removed.
+    def clean_staging(self, older_than: float = 0.0) -> list[Path]:
+        """Remove what interrupted jobs and deletes left behind: entries of
+        staging/, hidden leftovers in models/ and of `active`, last modified
+        more than `older_than` seconds ago. Returns what was removed.
 
-        Call it only when no job is writing (the job worker does, at start).
+        With several workers on one data directory, pass an age that no
+        running job can reach (the job worker gives its time limit plus the
+        lease): a younger leftover may belong to a job still writing it.
         """
         leftovers = list(self.staging_dir.iterdir())
         leftovers += [p for p in self.models_dir.iterdir() if is_temporary_name(p.name)]
@@ -319,13 +323,21 @@ class ModelRegistry:
             for p in self.data_dir.glob(f".{ACTIVE_FILE}.*")
             if is_temporary_name(p.name)
         ]
+        cutoff = time.time() - older_than
+        removed = []
         for path in leftovers:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            try:
+                if path.lstat().st_mtime > cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue  # another worker removed it first
+            removed.append(path)
             logger.info("removed leftover %s", path)
-        return leftovers
+        return removed
 
 
 def _checked_model(path: Path, version: str) -> VectorIndex:

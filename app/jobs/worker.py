@@ -55,7 +55,8 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.data_dir is None:
         raise ConfigError("give the data directory: --data-dir DIR or WORDVEC_DATA_DIR")
     registry = ModelRegistry(settings.data_dir)
-    registry.clean_staging()
+    # Only leftovers no running job can own: another worker may be mid-job.
+    registry.clean_staging(older_than=settings.job_time_limit + settings.job_lease)
     store = job_store(settings.data_dir)
     queue = make_queue(settings.data_dir, settings.queue_url)
     queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)

@@ -266,7 +266,11 @@ def test_job_survives_a_worker_killed_mid_run(
     assert job["status"] == "succeeded", job["error"]
     assert job["attempts"] == 2
     assert "stopped sending heartbeats" in (job["error"] or "") or job["error"] is None
-    assert list((data_dir / "staging").iterdir()) == []
+    # The killed attempt's half-built bundle stays in staging/ (removed by a
+    # worker start once older than any job can run); nothing partial is in
+    # models/, which holds exactly the listed versions.
+    listed = {m["version"] for m in api.get("/models").json()["models"]}
+    assert {p.name for p in (data_dir / "models").iterdir()} == listed
 
 
 def test_two_jobs_submitted_at_once_both_succeed(
@@ -281,6 +285,32 @@ def test_two_jobs_submitted_at_once_both_succeed(
     listed = {m["version"] for m in api.get("/models").json()["models"]}
     assert versions <= listed and len(versions) == 2
     assert served_version(api) == "base"
+
+
+def wait_served(api: httpx.Client, version: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while served_version(api) != version:
+        assert time.monotonic() < deadline, f"the server never switched to {version}"
+        time.sleep(0.1)
+
+
+def test_activate_roll_back_and_delete_over_http(
+    api: httpx.Client, data_dir: Path, base_bundle: Path
+) -> None:
+    ModelRegistry(data_dir).add(
+        base_bundle, version="copy", index_config=IndexConfig(kind="flat", threads=1)
+    )
+    assert api.post("/models/copy/activate").status_code == 401
+    assert api.post("/models/nope/activate", headers=AUTH).status_code == 404
+    response = api.post("/models/copy/activate", headers=AUTH)
+    assert response.status_code == 200 and response.json()["active"] is True
+    wait_served(api, "copy")
+    assert api.get("/models/copy").json()["source"] == "trained"
+    assert api.delete("/models/copy", headers=AUTH).status_code == 409
+    assert api.post("/models/base/activate", headers=AUTH).status_code == 200
+    wait_served(api, "base")
+    assert api.delete("/models/copy", headers=AUTH).status_code == 204
+    assert api.get("/models/copy").status_code == 404
 
 
 def test_jobs_endpoints_validate_ids(api: httpx.Client) -> None:
@@ -304,10 +334,7 @@ def test_finetune_teaches_a_new_word_and_switches_the_server(
     assert job["base_version"] == "base" and job["activated"] is True
     assert NEW_WORD in job["new_words"]
     assert job["evaluation_before"] is not None and job["evaluation_after"] is not None
-    deadline = time.monotonic() + 10
-    while served_version(api) != job["result_version"]:
-        assert time.monotonic() < deadline, "the server never switched"
-        time.sleep(0.1)
+    wait_served(api, job["result_version"])
     answer = api.get("/similar", params={"word": NEW_WORD, "k": 5}).json()
     royal = [n["word"] for n in answer["neighbours"] if n["word"] in TOPICS["royalty"]]
     assert len(royal) >= 3, answer

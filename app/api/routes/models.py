@@ -9,7 +9,12 @@ from app.api.auth import ApiKeyDep
 from app.api.deps import problems
 from app.api.routes.jobs import jobs_context
 from app.model_holder import ModelHolder
-from app.registry import VERSION_PATTERN, VersionInfo, manifest_summary
+from app.registry import (
+    VERSION_PATTERN,
+    VersionInfo,
+    VersionNotFound,
+    manifest_summary,
+)
 from app.schemas import ModelPublic, ModelsResponse
 from index.search import VectorIndex
 
@@ -85,6 +90,25 @@ def list_models(request: Request) -> ModelsResponse:
         active_version=registry.active_version(),
         models=[version_public(info) for info in versions],
     )
+
+
+@router.get(
+    "/models/{version}",
+    responses={404: {"description": "No such version"}, **problems(422)},
+)
+def read_model(request: Request, version: Version) -> dict[str, Any]:
+    """A version's whole manifest (format in docs/bundle-format.md) and
+    whether it is active."""
+    context = getattr(request.app.state, "jobs", None)
+    if context is None:
+        model: VectorIndex = request.app.state.model_holder.current
+        if version != model.version:
+            raise VersionNotFound(
+                f"this server serves one bundle, {model.version!r}; GET /models"
+            )
+        return {**model.manifest, "active": True}
+    info = context.registry.get(version)
+    return {**info.manifest, "version": info.version, "active": info.active}
 
 
 @router.post(
