@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from app import models_cli
+from app import bootstrap, models_cli
 from app import serve as serve_cli
 from app.jobs import worker as worker_cli
 from index import cli as index_cli
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.add_serve_parser(subparsers)
     models_cli.add_models_parser(subparsers)
     worker_cli.add_worker_parser(subparsers)
+    bootstrap.add_init_parser(subparsers)
     return parser
 
 

@@ -23,6 +23,7 @@ from app.api.routes import (
     similar,
     similarity,
     vocabulary,
+    web,
 )
 from app.core import metrics
 from app.core.config import Settings, get_settings
@@ -65,6 +66,7 @@ def create_app() -> FastAPI:
         models,
         jobs,
         health,
+        web,
     ):
         app.include_router(module.router)
     register_error_handlers(app)

@@ -3,9 +3,9 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     api_key: SecretStr | None = Field(
         default=None, description="bearer token for the endpoints that change state"
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="file whose first line is the API key (e.g. a Docker secret); "
+        "read at startup when api_key is unset or blank",
     )
 
     max_k: int = Field(default=100, ge=1, description="largest k a query may ask")
@@ -90,6 +95,40 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(
         default=20, ge=1, description="jobs queued or running before 429"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_api_key_file(cls, values: Any) -> Any:
+        """Take api_key from api_key_file unless a non-blank key was given."""
+        if not isinstance(values, dict):
+            return values
+        key = values.get("api_key")
+        if isinstance(key, str) and not key.strip():
+            values = {k: v for k, v in values.items() if k != "api_key"}
+            key = None
+        path = values.get("api_key_file")
+        if key is None and path:
+            values = {**values, "api_key": read_api_key_file(Path(path))}
+        return values
+
+
+def read_api_key_file(path: Path) -> str:
+    """Return the key on the first line of `path`; raise ValueError naming
+    the file when it cannot be read or holds no key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(
+            f"cannot read the API key file {path} ({reason}); write the key on "
+            "its first line, or unset WORDVEC_API_KEY_FILE"
+        ) from exc
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(
+            f"the API key file {path} is empty; write the key on its first line"
+        )
+    return lines[0].strip()
 
 
 @lru_cache
