@@ -8,6 +8,8 @@ import argparse
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from app import bootstrap, models_cli
 from app import serve as serve_cli
 from app.jobs import worker as worker_cli
@@ -64,10 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     except WordvecError as exc:
         sys.stderr.write(f"wordvec: error: {exc}\n")
         return 2
+    except ValidationError as exc:
+        # Settings from WORDVEC_* variables that fail their checks.
+        sys.stderr.write(f"wordvec: error: invalid setting: {_settings_errors(exc)}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("wordvec: interrupted\n")
         return 130
     return status
+
+
+def _settings_errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        variable = f"WORDVEC_{name.upper()}" if name else "settings"
+        parts.append(f"{variable}: {error['msg']}")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def make_queue(data_dir: Path, url: str | None = None) -> JobQueue:
     """
     serializer = JsonMessageSerializer()
     huey: Huey
-    if url is None:
+    if url is None or not url.strip():
         huey = SqliteHuey(
             QUEUE_NAME,
             filename=str(Path(data_dir) / QUEUE_FILE),

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
+from app.cli import main
+from app.core.config import Settings, get_settings
 from app.model_holder import ModelHolder
 from index.search import VectorIndex
 from tests.app.conftest import MODEL_VERSION, write_test_bundle
@@ -86,3 +87,17 @@ def test_settings_are_read_from_wordvec_environment_variables(
     settings = Settings()
     assert settings.max_k == 7
     assert settings.bundle_path == tmp_path
+
+
+def test_a_bad_setting_ends_a_command_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORDVEC_MAX_K", "0")
+    get_settings.cache_clear()
+    try:
+        assert main(["worker", "--data-dir", str(tmp_path)]) == 2
+    finally:
+        get_settings.cache_clear()
+    error = capsys.readouterr().err
+    assert error.startswith("wordvec: error: invalid setting: WORDVEC_MAX_K")
+    assert "Traceback" not in error
