@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORPUS := data/corpus
 MODEL := models/default
+# Where `make run` keeps model versions, uploads and jobs (see docs/models.md).
+DATA ?= var/wordvec
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run model test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml setup.py training/native/word2vec_kernel.cpp
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wordvec needs Python 3.11 or newer")'
@@ -24,8 +28,20 @@ install: $(STAMP)
 $(MODEL)/manifest.json: | $(STAMP)
 	$(BIN)/wordvec train $(CORPUS) --output $(MODEL)
 
-run: $(MODEL)/manifest.json
+# Train the default model (once) and print its scores, without serving it.
+model: $(MODEL)/manifest.json
 	$(BIN)/wordvec evaluate $(MODEL)
+
+# Train the default model into the data directory on first use, print its
+# scores, then serve it (web page at /, API docs at /docs) with a job worker
+# for fine-tunes, until Ctrl-C.
+run: $(STAMP)
+	$(BIN)/wordvec init --data-dir $(DATA) --corpus $(CORPUS)
+	$(BIN)/wordvec evaluate $(DATA)/models/$$(cat $(DATA)/active)
+	@echo "wordvec: serving on http://$(HOST):$(PORT)/ (API docs at /docs); Ctrl-C stops"
+	@$(BIN)/wordvec worker --data-dir $(DATA) & worker=$$!; \
+	trap 'kill -INT $$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(BIN)/wordvec serve --data-dir $(DATA) --host $(HOST) --port $(PORT) --workers 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,7 +30,7 @@ import scipy.sparse
 from training.bundle import Bundle, TrainingState, load_bundle, write_bundle
 from training.config import TrainConfig
 from training.corpus import CorpusPaths, CorpusReader, split_sentences
-from training.encode import encode_with_vocabulary
+from training.encode import EncodedCorpus, encode_with_vocabulary
 from training.errors import BundleError, ConfigError, CorpusError, FinetuneCancelled
 from training.evaluate import evaluate_default
 from training.kernels import ModelParams, init_params, make_kernel
@@ -43,7 +43,6 @@ from training.trainer import (
     run_stats,
     train_epochs,
 )
-from training.vectors import normalise_rows
 from training.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -57,6 +56,17 @@ LR_FRACTION = 0.5
 CHUNK_TOKENS = 1 << 18
 # New words listed in the manifest; the bundle's vocabulary has all of them.
 NEW_WORDS_SAMPLE = 20
+# New words start at the median norm of this many of the most frequent known
+# words. On the default model (1 MB upload, probe word "buffer" seen 14
+# times) the median over all words put it 46th after training, twice that
+# 6th, four times 11th and moved a frequent probe ("function") from 1st to
+# 306th; the top 10,000's median is about twice the overall one.
+# TODO: on a 10 MB upload (5,674 new words) analogy accuracy ends about 0.004
+# lower than with random starts (0.143 against 0.147, two runs each), likely
+# because thousands of long new rows push the known words' output rows hard
+# in the first updates; a start norm that grows with the word's upload count
+# would test that.
+_NORM_REFERENCE_WORDS = 10_000
 _MAX_SENTENCE_LENGTH = 10_000
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -200,19 +210,18 @@ def finetune(
             paths, vocabulary, Path(workdir), lowercase=base_config.lowercase
         )
         report.check("encoding")
-        start_new_words_from_contexts(
-            params, vocabulary, new_words, corpus.ids(), run_config
+        from_contexts = _start_from_contexts(
+            params, vocabulary, new_words, corpus, run_config
         )
         kernel = make_kernel(run_config, vocabulary, params, device, threads)
-        # TODO: every row trains at one learning rate, so a new word seen a
-        # couple of dozen times barely leaves its starting point and stays
-        # near other new words (default model, 1 MB of Perl pod pages: a
-        # made-up word in 18 of the 37 places of "buffer" ranked it 10,193rd
-        # at 5 epochs, 9th at 15; in 10 MB, ~2,000 places, 1st); and training
-        # on the upload alone moves the known words it mentions (10 MB:
-        # WordSim-353 0.507 -> 0.460). A per-row learning-rate scale in the
-        # kernels (high for new rows) and mixing a sample of the base corpus
-        # into the upload would address both.
+        # TODO: every row trains at one learning rate, so a rare new word owes
+        # its place mostly to its start from its contexts (default model,
+        # 1 MB of Perl pod pages, a made-up word in every second place of a
+        # word W: W ranked 8th for "buffer", 14 places; 100th for "hash", 19;
+        # 1,944th for "array", 10); and training on the upload alone moves the
+        # known words it mentions (10 MB: WordSim-353 0.507 -> 0.460). A
+        # per-row learning-rate scale in the kernels (high for new rows) and
+        # mixing a sample of the base corpus into the upload would address both.
         run = train_epochs(
             kernel,
             corpus.ids_path,
@@ -234,6 +243,7 @@ def finetune(
         "upload": {**corpus.manifest(), "raw_tokens": corpus.num_raw_tokens},
         "new_words": len(new_words),
         "new_words_sample": new_words[:NEW_WORDS_SAMPLE],
+        "new_words_from_contexts": from_contexts,
         "vocab_size_before": len(base_bundle.vocabulary),
         "training_seconds": training["seconds"],
         "words_per_second": training["words_per_second"],
@@ -289,6 +299,8 @@ def merged_params(
     """Return the base bundle's parameters laid out for `vocabulary` (a merge
     of the base's): known words keep their rows, new words get fresh input
     rows (the mean of their n-gram rows with subwords) and zero output rows.
+    `finetune` then moves new words' input rows to where their contexts in
+    the upload point (start_new_words_from_contexts).
     """
     old_ids = np.array(
         [base.vocabulary.word_to_id.get(w, -1) for w in vocabulary.words],
@@ -307,59 +319,46 @@ def merged_params(
     return ModelParams(input_vectors, output_vectors, state.subword_vectors, table)
 
 
-# Experiment switches (to be settled).
-CTX_SOURCE = "centred"  # centred | raw | off
-CTX_NORM = 1.0
-CTX_WEIGHT = "keep"  # keep | none
-CTX_DISTANCE = True
-CTX_SCALE = "median"  # median | none
-CTX_OUTPUT = False
-
-
 def start_new_words_from_contexts(
     params: ModelParams,
     vocabulary: Vocabulary,
-    new_words: list[str],
+    new_ids: np.ndarray,
     ids: np.ndarray,
-    config: TrainConfig,
-) -> None:
-    if not new_words or CTX_SOURCE == "off" or params.subwords is not None:
-        return
-    lookup = vocabulary.word_to_id
-    new_ids = np.array([lookup[w] for w in new_words], dtype=np.int64)
-    is_new = np.zeros(len(vocabulary), dtype=bool)
-    is_new[new_ids] = True
-    known = ~is_new
-    if CTX_WEIGHT == "keep":
-        weights = vocabulary.keep_probabilities(config.sample).astype(np.float64)
-    else:
-        weights = np.ones(len(vocabulary))
-    weights[is_new] = 0.0
-    noise = vocabulary.noise_distribution()[known]
-    noise /= noise.sum()
+    window: int,
+    sample: float,
+) -> int:
+    """Set the input vectors of the words `new_ids` from the known words around
+    them in the encoded upload `ids`; returns how many were set.
 
-    def centred(vectors: np.ndarray) -> np.ndarray:
-        out = vectors.astype(np.float64)
-        out -= noise @ out[known]
-        return out
-
-    pairs = [("input", params.input_vectors, params.output_vectors)]
-    if CTX_OUTPUT:
-        pairs.append(("output", params.output_vectors, params.input_vectors))
-    for _, target, source_vectors in pairs:
-        source = centred(source_vectors) if CTX_SOURCE == "centred" else source_vectors
-        sums, totals = context_sums(
-            np.asarray(ids), new_ids, source, config.window, weights, CTX_DISTANCE
-        )
-        has = totals > 0
-        estimate = sums[has] / totals[has, None]
-        norms = np.linalg.norm(target[known], axis=1)
-        goal = float(np.median(norms)) * CTX_NORM
-        estimate *= goal / np.maximum(np.linalg.norm(estimate, axis=1), 1e-12)[:, None]
-        target[new_ids[has]] = estimate.astype(np.float32)
-    logger.info(
-        "started %d of %d new words from their contexts", int(has.sum()), len(new_ids)
+    With negative sampling, a word's input vector is pulled towards the output
+    vectors of its context words and pushed from those of noise words, so from
+    zero its first step points along (mean context output vector - noise-
+    weighted mean output vector). A new word starts on that line, at the
+    median norm of the most frequent known words: a rare word then needs only
+    a few updates to settle, where a random start needs hundreds. Context
+    words are weighted as the kernel reads them: by their chance of surviving
+    subsampling and of falling inside the shrunk window. Other new words and
+    words beyond a sentence end do not count; a new word with no known word
+    near it keeps its random row. Shapes: `new_ids` (n,), `ids` as in
+    EncodedCorpus.ids().
+    """
+    known = np.ones(len(vocabulary), dtype=bool)
+    known[new_ids] = False
+    weights = vocabulary.keep_probabilities(sample).astype(np.float64)
+    weights[~known] = 0.0
+    noise = vocabulary.noise_distribution()
+    noise[~known] = 0.0
+    # (dim,): the mean output vector of the noise words.
+    noise_mean = (noise / noise.sum()) @ params.output_vectors
+    sums, totals = context_sums(ids, new_ids, params.output_vectors, window, weights)
+    started = totals > 0
+    # (started, dim)
+    estimate = sums[started] / totals[started, None] - noise_mean
+    estimate *= _typical_norm(params.input_vectors, known) / np.maximum(
+        np.linalg.norm(estimate, axis=1, keepdims=True), 1e-12
     )
+    params.input_vectors[new_ids[started]] = estimate
+    return int(started.sum())
 
 
 def context_sums(
@@ -368,36 +367,70 @@ def context_sums(
     vectors: np.ndarray,
     window: int,
     weights: np.ndarray,
-    by_distance: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Return, for each word in `targets`, the weighted sum of `vectors` over
+    the words within `window` of its occurrences in `ids`, and the summed
+    weights: shapes (len(targets), dim) and (len(targets),), float64.
+
+    A context word counts `weights[word]` times the chance, 1 - (d - 1) /
+    window, that the kernel's shrunk window (uniform in 1..window) reaches d
+    places; words past a sentence end (-1 in `ids`) do not count.
+    """
     slot = np.full(len(weights), -1, dtype=np.int64)
     slot[targets] = np.arange(len(targets))
-    token_slot = np.where(ids >= 0, slot[np.maximum(ids, 0)], -1)
-    positions = np.flatnonzero(token_slot >= 0)
+    # Full-length temporaries are int32 or bool: an upload's ids can run to
+    # tens of millions.
+    is_target = slot >= 0
+    positions = np.flatnonzero(is_target[np.maximum(ids, 0)] & (ids >= 0))
     ends = np.flatnonzero(ids < 0)
     sentence = np.searchsorted(ends, positions)
-    rows, cols, values = [], [], []
+    rows, columns, values = [], [], []
     for offset in [*range(-window, 0), *range(1, window + 1)]:
         other = positions + offset
         inside = (other >= 0) & (other < len(ids))
-        p, o = positions[inside], other[inside]
-        word = ids[o].astype(np.int64)
-        same = (word >= 0) & (np.searchsorted(ends, o) == sentence[inside])
-        p, o, word = p[same], o[same], word[same]
-        w = weights[word]
-        if by_distance:
-            # The kernel shrinks each window to a size uniform in 1..window,
-            # so a word d places away is read with probability 1 - (d-1)/window.
-            w = w * (window - abs(offset) + 1) / window
-        rows.append(token_slot[p])
-        cols.append(word)
-        values.append(w)
+        centre, other = positions[inside], other[inside]
+        word = ids[other].astype(np.int64)
+        same = (word >= 0) & (np.searchsorted(ends, other) == sentence[inside])
+        reach = (window - abs(offset) + 1) / window
+        rows.append(slot[ids[centre[same]]])
+        columns.append(word[same])
+        values.append(weights[word[same]] * reach)
+    # (len(targets), vocab_size), one entry per (target, context word) pair.
     matrix = scipy.sparse.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
         shape=(len(targets), len(weights)),
     )
     totals = np.asarray(matrix.sum(axis=1)).ravel()
-    return np.asarray(matrix @ vectors.astype(np.float64)), totals
+    return np.asarray(matrix @ vectors), totals
+
+
+def _typical_norm(vectors: np.ndarray, known: np.ndarray) -> float:
+    """Median norm of the most frequent known words' rows (ids are sorted by
+    count); rare words' rows stay short, far from where training takes a
+    word seen often enough to be placed."""
+    rows = np.flatnonzero(known)[:_NORM_REFERENCE_WORDS]
+    return float(np.median(np.linalg.norm(vectors[rows], axis=1)))
+
+
+def _start_from_contexts(
+    params: ModelParams,
+    vocabulary: Vocabulary,
+    new_words: list[str],
+    corpus: EncodedCorpus,
+    config: TrainConfig,
+) -> int:
+    # TODO: with subwords, new words keep their n-gram start: the context
+    # estimate would have to be split between the own row and the shared
+    # n-gram rows; measure on a subword model and blend the two starts.
+    if not new_words or params.subwords is not None:
+        return 0
+    lookup = vocabulary.word_to_id
+    new_ids = np.array([lookup[w] for w in new_words], dtype=np.int64)
+    started = start_new_words_from_contexts(
+        params, vocabulary, new_ids, corpus.ids(), config.window, config.sample
+    )
+    logger.info("%d of %d new words start from their contexts", started, len(new_ids))
+    return started
 
 
 def _own_rows_from_composed(
