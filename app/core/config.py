@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(
         default=20, ge=1, description="jobs queued or running before 429"
     )
+    finetunes_per_hour: int = Field(
+        default=30,
+        ge=1,
+        description="fine-tunes one API key (or, without keys, everyone) may "
+        "submit per hour before 429",
+    )
 
     @model_validator(mode="before")
     @classmethod

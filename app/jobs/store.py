@@ -59,10 +59,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     base_version TEXT,
     result_version TEXT,
     result TEXT,
-    error TEXT
+    error TEXT,
+    submitter TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 """
+# Columns added after the first release, for tables created before them.
+_ADDED_COLUMNS = {"submitter": "TEXT"}
 
 
 @dataclass
@@ -111,6 +114,14 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS jobs_submitter"
+                " ON jobs (submitter, created_at)"
+            )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -147,6 +158,7 @@ class JobStore:
         max_attempts: int,
         idempotency_key: str | None = None,
         job_id: str | None = None,
+        submitter: str | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job and return `(job, True)`; with an
         `idempotency_key` already used, return `(that job, False)` instead."""
@@ -161,8 +173,8 @@ class JobStore:
                     return _job(row), False
             db.execute(
                 "INSERT INTO jobs (id, kind, status, params, upload, idempotency_key,"
-                " created_at, updated_at, enqueued_at, max_attempts, base_version)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, enqueued_at, max_attempts, base_version,"
+                " submitter) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     kind,
@@ -174,6 +186,7 @@ class JobStore:
                     now,
                     max_attempts,
                     params.get("base_version"),
+                    submitter,
                 ),
             )
         logger.info("job %s queued (%s)", job_id, kind)
@@ -204,6 +217,16 @@ class JobStore:
         args.append(str(limit))
         with self._connect() as db:
             return [_job(row) for row in db.execute(query, args)]
+
+    def submitted_since(self, submitter: str, since: float) -> list[float]:
+        """Return when `submitter`'s jobs after `since` were created, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT created_at FROM jobs WHERE submitter = ? AND created_at > ?"
+                " ORDER BY created_at",
+                (submitter, since),
+            ).fetchall()
+        return [float(row[0]) for row in rows]
 
     def count_active(self) -> int:
         """Return how many jobs are queued or running."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.jobs.store import JobStore, LeaseLost
+from app.jobs.store import _SCHEMA, JobStore, LeaseLost
 
 
 @pytest.fixture
@@ -133,3 +133,23 @@ def test_recent_lists_newest_first_and_counts_active(store: JobStore) -> None:
     store.cancel(first)
     assert [j.id for j in store.recent(status="cancelled")] == [first]
     assert store.count_active() == 1
+
+
+def test_submissions_are_counted_per_submitter(store: JobStore) -> None:
+    for submitter in ("key-a", "key-a", "key-b"):
+        store.create(
+            kind="finetune", params={}, upload={}, max_attempts=1, submitter=submitter
+        )
+    assert len(store.submitted_since("key-a", time.time() - 60)) == 2
+    assert store.submitted_since("key-a", time.time() + 1) == []
+
+
+def test_a_table_from_before_the_submitter_column_gains_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA.replace(",\n    submitter TEXT", ""))
+        assert "submitter" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    JobStore(path)
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    assert "submitter" in columns

@@ -2,7 +2,10 @@
 POST /jobs/{id}/cancel follow it. The worker process runs them (docs/jobs.md).
 """
 
+import hashlib
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 
 IDEMPOTENCY_KEY_MAX = 200
+RATE_WINDOW = 3600.0  # seconds over which WORDVEC_FINETUNES_PER_HOUR counts
 # Bytes of text a gzip upload may expand to, per byte of the upload limit.
 MAX_EXPANSION = 10
 
@@ -72,6 +76,12 @@ class TooManyJobs(ApiError):
     status = 429
     type = "/problems/too-many-jobs"
     title = "Too many jobs"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "/problems/rate-limited"
+    title = "Too many fine-tunes"
 
 
 class IdempotencyKeyReused(ApiError):
@@ -128,7 +138,7 @@ _UPLOAD_BODY: dict[str, Any] = {
         401: {"description": "Missing or wrong API key"},
         409: {"description": "The server has no data directory"},
         415: {"description": "Unsupported media type"},
-        429: {"description": "Too many queued jobs"},
+        429: {"description": "Too many queued jobs, or fine-tunes this hour"},
     },
     openapi_extra=_UPLOAD_BODY,
 )
@@ -151,10 +161,13 @@ async def create_finetune(
     """
     context = jobs_context(request)
     key = _idempotency_key(request)
+    submitter = _submitter(settings)
     # A retry with a known key is read in full all the same: only the upload's
     # checksum tells a retry from a different text sent with the same key.
-    if key is None and context.store.count_active() >= settings.max_queued_jobs:
-        raise _too_many(settings)
+    if key is None or context.store.find_by_idempotency_key(key) is None:
+        _check_rate(context.store, submitter, settings.finetunes_per_hour)
+        if context.store.count_active() >= settings.max_queued_jobs:
+            raise _too_many(settings)
     upload = await receive_upload(
         request.stream(),
         {name.lower(): value for name, value in request.headers.items()},
@@ -178,7 +191,7 @@ async def create_finetune(
                 "`wordvec models activate VERSION` or name a base_version"
             )
         job = await anyio.to_thread.run_sync(
-            _accept, context, settings, upload, params, key
+            _accept, context, settings, upload, params, key, submitter
         )
     finally:
         upload.discard()  # a no-op once the upload was stored under the job's name
@@ -191,6 +204,7 @@ def _accept(
     upload: ReceivedUpload,
     params: FinetuneSettings,
     key: str | None,
+    submitter: str,
 ) -> Job:
     """Check the upload, make it durable, commit the job row and queue it."""
     text_bytes, tokens = check_upload(
@@ -211,6 +225,7 @@ def _accept(
         max_attempts=settings.job_max_attempts,
         idempotency_key=key,
         job_id=job_id,
+        submitter=submitter,
     )
     if not created:  # a concurrent request with the same key won the race
         stored.path.unlink(missing_ok=True)
@@ -222,6 +237,27 @@ def _accept(
         # sends queued jobs that nobody took to the queue again.
         logger.exception("job %s committed but not queued; the sweep will", job.id)
     return job
+
+
+def _submitter(settings: Settings) -> str:
+    """Who the rate limit counts: the API key's fingerprint (never the key)."""
+    if settings.api_key is None:
+        return "anonymous"
+    digest = hashlib.sha256(settings.api_key.get_secret_value().encode())
+    return "key-" + digest.hexdigest()[:16]
+
+
+def _check_rate(store: JobStore, submitter: str, per_hour: int) -> None:
+    # Counted in the job table, so the limit holds across server workers.
+    now = time.time()
+    recent = store.submitted_since(submitter, now - RATE_WINDOW)
+    if len(recent) >= per_hour:
+        wait = max(1, math.ceil(recent[-per_hour] + RATE_WINDOW - now))
+        raise RateLimited(
+            f"{len(recent)} fine-tunes were submitted in the last hour, the limit "
+            f"(WORDVEC_FINETUNES_PER_HOUR) is {per_hour}; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _too_many(settings: Settings) -> TooManyJobs:
