@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.openapi import install_problem_openapi
 from app.api.routes import (
@@ -29,6 +30,7 @@ from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.errors import register_error_handlers
 from app.core.middleware import ServiceMiddleware
+from app.core.overload import LoadShedding
 from app.jobs.queue import make_queue
 from app.jobs.uploads import remove_stale_temporaries
 from app.jobs.worker import job_store
@@ -43,12 +45,14 @@ from a word2vec model. Every query response names the `model_version` that
 answered it; every error is an RFC 9457 problem (`application/problem+json`)."""
 
 
-def create_app() -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the wordvec HTTP application.
 
     Settings come from `get_settings`, resolved when the app starts, so a
     test's `app.dependency_overrides[get_settings]` applies to loading the
-    model as well as to the request limits.
+    model as well as to the request limits. The middleware (CORS, load
+    shedding) is fixed at creation: from `settings` when given (which then
+    also serve as the app's settings), else from `get_settings()`.
     """
     app = FastAPI(
         title="wordvec",
@@ -71,7 +75,22 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     register_error_handlers(app)
     install_problem_openapi(app)
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    else:
+        settings = get_settings()
+    # The last middleware added is the outermost: CORS answers preflights
+    # first, ServiceMiddleware counts every request, shed ones included.
+    app.add_middleware(LoadShedding, limit=settings.max_concurrent_requests)
     app.add_middleware(ServiceMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+        )
     return app
 
 

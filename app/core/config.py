@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="bytes in one request body"
     )
+    max_concurrent_requests: int = Field(
+        default=256,
+        ge=1,
+        description="requests one worker process answers at once; past it, 503",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (CORS); "
+        'empty: CORS off. JSON list, e.g. ["https://app.example.com"]',
+    )
 
     # Fine-tune jobs (docs/jobs.md).
     queue_url: str | None = Field(
