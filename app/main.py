@@ -14,6 +14,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.auth import redact_access_log
 from app.api.openapi import install_problem_openapi
 from app.api.routes import (
     analogy,
@@ -105,6 +106,7 @@ def configure_logging(level: str) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
     configure_logging(settings.log_level)
+    redact_access_log()
     app.state.settings = settings
     holder: ModelHolder = app.state.model_holder
     holder.on_swap(metrics.record_model)

@@ -7,6 +7,8 @@ and a key in the query string is refused: URLs end up in access logs.
 """
 
 import hmac
+import logging
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +17,8 @@ from app.api.deps import SettingsDep
 from app.core.errors import ApiError
 
 QUERY_KEY_NAMES = ("api_key", "apikey", "key", "token", "access_token")
+_KEY_NAMES_PATTERN = "|".join(QUERY_KEY_NAMES)
+_QUERY_KEY_VALUE = re.compile(rf"([?&](?:{_KEY_NAMES_PATTERN})=)[^&\s]*", re.IGNORECASE)
 
 
 class Unauthorized(ApiError):
@@ -60,3 +64,25 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
 
 
 ApiKeyDep = Annotated[None, Depends(require_api_key)]
+
+
+class RedactQueryKeys(logging.Filter):
+    """Blank the values of key-like query parameters in uvicorn's access log
+    lines: the request is refused, but its URL would still be logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_KEY_VALUE.sub(r"\1[redacted]", arg)
+                if isinstance(arg, str)
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_access_log() -> None:
+    """Install `RedactQueryKeys` on uvicorn's access logger (once per process)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryKeys) for f in access.filters):
+        access.addFilter(RedactQueryKeys())

@@ -1,12 +1,14 @@
 """Load shedding past the concurrency limit, and CORS (off unless configured)."""
 
 import asyncio
+import logging
 from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from app.api.auth import RedactQueryKeys
 from app.core.config import Settings
 from app.core.overload import LoadShedding
 from app.main import create_app
@@ -67,3 +69,14 @@ def test_cors_allows_only_the_configured_origins(bundle_path: Path) -> None:
         other = client.get("/health/live", headers={"Origin": "https://evil.example"})
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_access_log_lines_never_carry_a_query_key() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "POST", "/finetune?epochs=2&api_key=s3cret&x=1", "1.1", 400),
+        None,
+    )  # fmt: skip
+    assert RedactQueryKeys().filter(record)
+    line = record.getMessage()
+    assert "s3cret" not in line and "api_key=[redacted]&x=1" in line
