@@ -1,8 +1,10 @@
-"""HTTP load test of the API server: throughput and latency of GET /similar
-against the no-op GET /health/live of the same server in the same run, for
-each bundle and each server stack (uvicorn's uvloop + httptools, "auto", as
-`wordvec serve` runs it, and plain asyncio + h11), and the resident memory of
-the worker processes with 1 and with N workers.
+"""HTTP load test of the API server: throughput, latency and the workers'
+CPU time per request (which other load on the machine disturbs less) of
+GET /similar against the no-op GET /health/live of the same server in the
+same run, for each bundle and each server stack (uvicorn's uvloop +
+httptools, "auto", as `wordvec serve` runs it, and plain asyncio + h11); the
+resident memory of the worker processes with 1 and with N workers; and the
+cost of the hot path's vocabulary lookups in-process.
 
     .venv/bin/python benchmarks/http_load.py [--bundle DIR] [--dims 100 300]
         [--stacks auto asyncio-h11] [--compare-no-lists] [--duration 20]
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.parse
 from dataclasses import replace
 from pathlib import Path
@@ -198,6 +201,16 @@ def memory_kib(pids: list[int]) -> dict[str, int]:
     return totals
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the user + system CPU seconds `pids` have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime and stime are fields 14 and 15 of stat(5), 12 and 13 here.
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def warm_up(url: str, words: list[str], requests: int) -> None:
     """Send `requests` /similar queries so every worker touches its index."""
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -206,10 +219,16 @@ def warm_up(url: str, words: list[str], requests: int) -> None:
 
 
 def run_wrk(
-    url: str, path: str | None, words: list[str], args: Any, concurrency: int
+    url: str,
+    path: str | None,
+    words: list[str],
+    args: Any,
+    concurrency: int,
+    server_pids: list[int],
 ) -> dict[str, Any]:
     """Run wrk for `args.duration` s on `path` plus a word (or on the no-op
-    endpoint when `path` is None) and return its summary."""
+    endpoint when `path` is None) and return its summary, with the server
+    workers' CPU time per request (less disturbed by other load than req/s)."""
     quoted = ",".join(f'"{urllib.parse.quote(w)}"' for w in words)
     script = args.work / "load.lua"
     script.write_text(
@@ -220,10 +239,13 @@ def run_wrk(
     threads = min(args.wrk_threads, concurrency)
     command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{args.duration}s"]
     command += ["--timeout", "10s", "-s", str(script), target]
+    cpu_before = cpu_seconds(server_pids)
     output = subprocess.run(command, capture_output=True, text=True, check=True)
+    cpu = cpu_seconds(server_pids) - cpu_before
     line = next(x for x in output.stdout.splitlines() if x.startswith("WRK "))
     result: dict[str, Any] = json.loads(line[4:])
     result["rps"] = result["requests"] / result["seconds"]
+    result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
     return result
 
 
@@ -244,6 +266,33 @@ def measure_memory(
         }
     finally:
         stop_server(process)
+
+
+def lookup_timings(bundle: Path, words: list[str]) -> dict[str, float]:
+    """Return ns per call, in this process, of the hot path's lookups: a word's
+    id from the mapped table (as the server does) and from a dict, and the
+    10 words of a neighbour list from the table and from a list."""
+    # Imported here so that this script still runs on a checkout from
+    # before the tables (to compare two checkouts side by side).
+    from index.lookup import WordTable, load_tables
+
+    vocabulary = load_bundle(bundle).vocabulary
+    word_to_id, word_list = vocabulary.word_to_id, vocabulary.words
+    table = WordTable(load_tables(bundle / "index", len(word_list)))
+    ids = [[(i * 7919 + j) % len(word_list) for j in range(10)] for i in range(1000)]
+    runs = {
+        "id_of_table": lambda: [table.id_of(w) for w in words],
+        "id_of_dict": lambda: [word_to_id.get(w) for w in words],
+        "words_10_table": lambda: [table.words(row) for row in ids],
+        "words_10_list": lambda: [[word_list[i] for i in row] for row in ids],
+    }
+    sizes = {"id_of_table": len(words), "id_of_dict": len(words)}
+    timings = {}
+    for name, run in runs.items():
+        # Best of 5 repeats: the least disturbed by other processes.
+        best = min(timeit.repeat(run, number=1, repeat=5))
+        timings[name] = best / sizes.get(name, len(ids)) * 1e9
+    return timings
 
 
 def parse_args() -> argparse.Namespace:
@@ -280,9 +329,10 @@ def load_runs(
     runs = []
     try:
         warm_up(url, words, 400)
+        pids = worker_pids(process.pid, args.workers)
         for concurrency in args.concurrency:
             for name, path in (("noop", None), ("similar", "/similar?k=10&word=")):
-                run = run_wrk(url, path, words, args, concurrency)
+                run = run_wrk(url, path, words, args, concurrency, pids)
                 run |= {"bundle": bundle.name, "stack": stack, "endpoint": name}
                 run |= {"concurrency": concurrency, "load_average": os.getloadavg()}
                 runs.append(run)
@@ -316,6 +366,11 @@ def main() -> None:
             for b in bundles
         ]
         words = {b: query_words(b, args.distinct_words) for b in bundles}
+        results["lookup_ns"] = {
+            b.name: lookup_timings(b, words[b])
+            for b in bundles
+            if (b / "index" / "vocabulary.utf8").is_file()
+        }
         # A 100-word bundle gives the memory of the processes themselves
         # (Python, FastAPI, FAISS); what a big bundle adds is its vectors,
         # index and neighbour lists.
@@ -354,6 +409,7 @@ def print_run(run: dict[str, Any]) -> None:
         f"{run['bundle']:>26} {run['stack']:>11} {run['endpoint']:>8} "
         f"c={run['concurrency']:<3} {run['rps']:7.0f} req/s  "
         f"p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  "
+        f"server CPU {run['cpu_us_per_request']:4.0f} us/req  "
         f"non-2xx {run['non_2xx']}  socket errors {run['socket_errors']}  "
         f"load {run['load_average'][0]:.2f}",
         flush=True,
@@ -365,6 +421,12 @@ def report(results: dict[str, Any]) -> None:
           f"{results['load_average_end']}")  # fmt: skip
     for b in results["bundles"]:
         print(f"bundle {b['name']}: index {b['index']}, neighbour lists {b['lists']}")
+    for name, timings in results["lookup_ns"].items():
+        print(
+            f"{name}: lookups in ns: word -> id {timings['id_of_table']:.0f} "
+            f"(dict {timings['id_of_dict']:.0f}), 10 ids -> words "
+            f"{timings['words_10_table']:.0f} (list {timings['words_10_list']:.0f})"
+        )
     print("\n| bundle | workers | RSS MiB | PSS MiB | PSS anon | PSS file |")
     print("|---|---:|---:|---:|---:|---:|")
     for m in results["memory"]:
@@ -385,8 +447,8 @@ def report(results: dict[str, Any]) -> None:
             f"(ratio {added_many / max(added_one, 1):.2f})"
         )
     print("\n| bundle | stack | c | no-op req/s | p50 / p99 ms | /similar req/s "
-          "| p50 / p99 ms | ratio |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| p50 / p99 ms | ratio | server CPU us/req no-op / similar |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     runs = {(r["bundle"], r["stack"], r["concurrency"], r["endpoint"]): r
             for r in results["load"]}  # fmt: skip
     for (bundle, stack, concurrency, endpoint), run in runs.items():
@@ -397,7 +459,8 @@ def report(results: dict[str, Any]) -> None:
             f"| {bundle} | {stack} | {concurrency} | {noop['rps']:.0f} | "
             f"{noop['p50_ms']:.2f} / {noop['p99_ms']:.2f} | {run['rps']:.0f} | "
             f"{run['p50_ms']:.2f} / {run['p99_ms']:.2f} | "
-            f"{run['rps'] / noop['rps']:.0%} |"
+            f"{run['rps'] / noop['rps']:.0%} | {noop['cpu_us_per_request']:.0f} / "
+            f"{run['cpu_us_per_request']:.0f} |"
         )
 
 

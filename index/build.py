@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from index import kinds, neighbour_lists
+from index import kinds, lookup, neighbour_lists
 from index.evaluate import RECALL_K, recall_sample, tune
 from index.searchers import HnswSearcher, IvfPqSearcher, Searcher
 from index.store import (
@@ -28,10 +28,11 @@ from index.store import (
     save_normalised,
     write_index_dir,
 )
-from training.bundle import VECTORS, load_bundle
+from training.bundle import VECTORS, VOCABULARY, load_bundle
 from training.durable import sha256_file
 from training.errors import BundleError, ConfigError
 from training.vectors import normalise_rows
+from training.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
                 normalised, config.precompute_words, config.precompute_k
             )
     info.setdefault("neighbour_lists", None)
+    tables, info["vocabulary_tables"] = _lookup_tables(bundle.vocabulary)
     info.update(
         format_version=INDEX_FORMAT_VERSION,
         kind=kind,
@@ -118,6 +120,7 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
         vocab_size=int(normalised.shape[0]),
         dim=int(normalised.shape[1]),
         vectors_sha256=vectors_sha256,
+        vocabulary_sha256=bundle.manifest["files"][VOCABULARY]["sha256"],
         recall_floor=config.recall_floor,
         config=asdict(config),
         build_seconds=round(time.perf_counter() - started, 3),
@@ -130,6 +133,7 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
             save_faiss(directory / FAISS_FILE, index)
         if lists is not None:
             neighbour_lists.save(directory, lists)
+        lookup.save_tables(directory, tables)
         save_info(directory / INDEX_INFO, info)
 
     write_index_dir(bundle.path, write_contents)
@@ -142,6 +146,16 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
         info["build_seconds"],
     )
     return info
+
+
+def _lookup_tables(
+    vocabulary: Vocabulary,
+) -> tuple[lookup.LookupTables, dict[str, Any]]:
+    started = time.perf_counter()
+    tables = lookup.build_tables(vocabulary.words, vocabulary.counts)
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("built vocabulary lookup tables in %.1f s", seconds)
+    return tables, lookup.describe_tables(tables) | {"seconds": seconds}
 
 
 def _build_kind(

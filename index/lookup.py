@@ -1,10 +1,28 @@
-"""Finding vocabulary words by spelling: words that start with a prefix,
-most frequent first, and words spelt like an unknown word."""
+"""Finding vocabulary words without a private copy of the vocabulary: word to
+id, id to word, words by prefix and words spelt like an unknown word.
+
+Everything lives in flat arrays (`LookupTables`) that `wordvec index` writes
+into BUNDLE/index/ and each server worker memory-maps, so N workers share
+one copy through the page cache instead of each building a dict and a list
+of 50k-1M str objects. The layout is in docs/index.md ("Vocabulary lookup").
+"""
 
 import bisect
 import difflib
+import logging
+import mmap
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from index.store import save_normalised as save_array
+from training.errors import BundleError
+
+logger = logging.getLogger(__name__)
 
 # Candidates scored per suggestion request, each set capped at its most
 # frequent words: words sharing the first two letters, and words of a
@@ -15,34 +33,217 @@ import numpy as np
 _CANDIDATES_PER_BUCKET = 100
 _CANDIDATES_BY_PREFIX = 150
 _SUGGESTION_CUTOFF = 0.6
+# A spelling bucket key packs a tag bit, two code points (plus one, so 0
+# means "no character") and a length into one int64; see `_bucket_key`.
+_MAX_KEY_LENGTH = 4095
+_EMPTY_SLOT = -1
+
+
+@dataclass(frozen=True)
+class LookupTables:
+    """The arrays behind `WordTable` and `SpellingLookup` (V words).
+
+    - utf8: every word's UTF-8 bytes in id order, back to back (B bytes;
+      a raw file, mapped with mmap, whose slices are bytes).
+    - offsets: int64 (V + 1,), word i is utf8[offsets[i]:offsets[i + 1]].
+    - slots: int32 (S,), S a power of two >= 2V: an open-addressing hash
+      table (CRC-32 of the UTF-8 bytes, linear probing) of word ids, -1 empty.
+    - sorted_ids: int32 (V,), word ids in byte order of their UTF-8 (which
+      is code point order), for prefix search.
+    - counts: int64 (V,), corpus counts, descending.
+    - spelling_keys: int64 (K,), sorted bucket keys (`_bucket_key`);
+      spelling_starts int64 (K + 1,) and spelling_ids int32 (P,) hold the
+      ids of bucket j in spelling_ids[starts[j]:starts[j + 1]], ascending.
+    """
+
+    utf8: bytes | mmap.mmap
+    offsets: np.ndarray
+    slots: np.ndarray
+    sorted_ids: np.ndarray
+    counts: np.ndarray
+    spelling_keys: np.ndarray
+    spelling_starts: np.ndarray
+    spelling_ids: np.ndarray
+
+
+WORDS_FILE = "vocabulary.utf8"
+# File name and dtype of each array table in BUNDLE/index/.
+TABLE_FILES: dict[str, tuple[str, np.dtype]] = {
+    "offsets": ("vocabulary_offsets.npy", np.dtype(np.int64)),
+    "slots": ("vocabulary_slots.npy", np.dtype(np.int32)),
+    "sorted_ids": ("vocabulary_sorted_ids.npy", np.dtype(np.int32)),
+    "counts": ("vocabulary_counts.npy", np.dtype(np.int64)),
+    "spelling_keys": ("spelling_keys.npy", np.dtype(np.int64)),
+    "spelling_starts": ("spelling_starts.npy", np.dtype(np.int64)),
+    "spelling_ids": ("spelling_ids.npy", np.dtype(np.int32)),
+}
+
+
+def build_tables(words: list[str], counts: np.ndarray) -> LookupTables:
+    """Return the lookup tables of `words` (in id order) and their counts.
+
+    Python loops: 0.3-0.5 s at 50k words on the shared 2-core machine.
+    """
+    encoded = [word.encode("utf-8") for word in words]
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    utf8 = b"".join(encoded)
+    order = sorted(range(len(words)), key=encoded.__getitem__)
+    keys, starts, ids = _spelling_buckets(words)
+    return LookupTables(
+        utf8=utf8,
+        offsets=offsets,
+        slots=_hash_slots(encoded),
+        sorted_ids=np.array(order, dtype=np.int32),
+        counts=np.asarray(counts, dtype=np.int64),
+        spelling_keys=keys,
+        spelling_starts=starts,
+        spelling_ids=ids,
+    )
+
+
+def describe_tables(tables: LookupTables) -> dict[str, int]:
+    """Return the index.json entry of `tables`: their sizes."""
+    return {
+        "words": len(tables.offsets) - 1,
+        "slots": len(tables.slots),
+        "spelling_buckets": len(tables.spelling_keys),
+    }
+
+
+def save_tables(directory: Path, tables: LookupTables) -> None:
+    """Write every table into `directory`, fsynced: .npy files and the
+    raw UTF-8 of the words."""
+    with open(directory / WORDS_FILE, "wb") as f:
+        f.write(tables.utf8)
+        f.flush()
+        os.fsync(f.fileno())
+    for name, (file_name, _) in TABLE_FILES.items():
+        save_array(directory / file_name, getattr(tables, name))
+
+
+def load_tables(directory: Path, vocab_size: int) -> LookupTables:
+    """Return the tables in `directory`, memory-mapped read-only.
+
+    Raises BundleError when a file is unreadable, of another dtype, or does
+    not fit a vocabulary of `vocab_size` words; `wordvec index` rebuilds them.
+    """
+    arrays: dict[str, Any] = {"utf8": _map_words(directory / WORDS_FILE)}
+    for name, (file_name, dtype) in TABLE_FILES.items():
+        path = directory / file_name
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BundleError(
+                f"cannot read {path}: {exc}; rebuild with `wordvec index`"
+            ) from exc
+        if array.dtype != dtype or array.ndim != 1:
+            raise BundleError(
+                f"{path} holds {array.dtype} {array.shape}, expected a 1-d "
+                f"{dtype} array; rebuild it with `wordvec index`"
+            )
+        # Plain ndarray views: indexing a np.memmap wraps every result.
+        arrays[name] = np.asarray(array)
+    tables = LookupTables(**arrays)
+    _check_sizes(directory, tables, vocab_size)
+    return tables
+
+
+class WordTable:
+    """Word <-> id over `LookupTables`; read-only, so threads may share one."""
+
+    def __init__(self, tables: LookupTables) -> None:
+        self.tables = tables
+        # A memoryview indexes to Python ints several times faster than
+        # numpy does, and slicing bytes or an mmap gives bytes directly:
+        # that is the whole hot path (see docs/index.md for the timings).
+        self._utf8 = tables.utf8
+        self._offsets = tables.offsets.data
+        self._slots = tables.slots.data
+        self._mask = len(tables.slots) - 1
+        self._size = len(tables.offsets) - 1
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self.id_of(word) is not None
+
+    def id_of(self, word: str) -> int | None:
+        """Return the id of `word` (spelt exactly), or None when it is unknown."""
+        # TODO: this costs several times a dict hit (encode, CRC-32, three
+        # memoryview reads and a slice; benchmarks/http_load.py prints both),
+        # about 1% of a request today. A small C extension doing the probe,
+        # or a per-process dict of the most frequent words, would close it.
+        try:
+            key = word.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (possible in JSON input) is in no vocabulary.
+            return None
+        slots, offsets, utf8 = self._slots, self._offsets, self._utf8
+        slot = zlib.crc32(key) & self._mask
+        while True:
+            word_id = slots[slot]
+            if word_id == _EMPTY_SLOT:
+                return None
+            if utf8[offsets[word_id] : offsets[word_id + 1]] == key:
+                return int(word_id)
+            slot = (slot + 1) & self._mask
+
+    def word(self, word_id: int) -> str:
+        """Return the word with id `word_id` (0 <= word_id < len(self))."""
+        offsets = self._offsets
+        return self._utf8[offsets[word_id] : offsets[word_id + 1]].decode("utf-8")
+
+    def words(self, word_ids: list[int]) -> list[str]:
+        """Return the words of `word_ids`, in order."""
+        utf8, offsets = self._utf8, self._offsets
+        return [utf8[offsets[i] : offsets[i + 1]].decode("utf-8") for i in word_ids]
+
+    def word_bytes(self, word_id: int) -> bytes:
+        """Return the UTF-8 bytes of the word with id `word_id`."""
+        offsets = self._offsets
+        return self._utf8[offsets[word_id] : offsets[word_id + 1]]
+
+
+class _SortedWords:
+    """The UTF-8 bytes of the words in sorted order, as a sequence for bisect."""
+
+    def __init__(self, table: WordTable, sorted_ids: np.ndarray) -> None:
+        self._table = table
+        self._sorted_ids = sorted_ids.data
+
+    def __len__(self) -> int:
+        return len(self._sorted_ids)
+
+    def __getitem__(self, position: int) -> bytes:
+        return self._table.word_bytes(self._sorted_ids[position])
 
 
 class SpellingLookup:
-    """Prefix search and spelling suggestions over a frequency-ordered vocabulary.
+    """Prefix search and spelling suggestions over a `WordTable` whose ids
+    run by descending count. Read-only, so threads may share one."""
 
-    `words` must be in id order, which is descending count. Read-only after
-    construction, so threads may share one.
-    """
-
-    def __init__(self, words: list[str]) -> None:
-        order = sorted(range(len(words)), key=words.__getitem__)
-        self._sorted_words = [words[i] for i in order]
-        self._sorted_ids = np.array(order, dtype=np.int64)
-        self._words = words
-        buckets: dict[tuple[str, int, str], list[int]] = {}
-        for word_id, word in enumerate(words):
-            for key in ((word[:1], len(word), ""), ("", len(word), word[-2:])):
-                bucket = buckets.setdefault(key, [])
-                if len(bucket) < _CANDIDATES_PER_BUCKET:
-                    bucket.append(word_id)
-        self._buckets = buckets
+    def __init__(self, table: WordTable) -> None:
+        tables = table.tables
+        self._table = table
+        self._sorted_words = _SortedWords(table, tables.sorted_ids)
+        self._sorted_ids = tables.sorted_ids
+        self._keys = tables.spelling_keys
+        self._starts = tables.spelling_starts
+        self._ids = tables.spelling_ids
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[int]:
         """Return up to `limit` ids of words starting with `prefix`, lowest id
         (most frequent) first."""
-        low = bisect.bisect_left(self._sorted_words, prefix)
-        # Every string starting with prefix sorts before prefix + U+10FFFF.
-        high = bisect.bisect_left(self._sorted_words, prefix + "\U0010ffff", lo=low)
+        try:
+            key = prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            return []
+        low = bisect.bisect_left(self._sorted_words, key)
+        # UTF-8 never holds the byte 0xff, so every word starting with the
+        # prefix sorts before prefix + 0xff and every other word after it.
+        high = bisect.bisect_left(self._sorted_words, key + b"\xff", lo=low)
         ids = self._sorted_ids[low:high]
         if len(ids) > limit:
             ids = np.partition(ids, limit - 1)[:limit]
@@ -54,10 +255,111 @@ class SpellingLookup:
             return []
         candidate_ids = set(self.ids_with_prefix(word[:2], _CANDIDATES_BY_PREFIX))
         for length in (len(word) - 1, len(word), len(word) + 1):
-            candidate_ids.update(self._buckets.get((word[:1], length, ""), ()))
-            candidate_ids.update(self._buckets.get(("", length, word[-2:]), ()))
+            candidate_ids.update(self._bucket(_first_letter_key(word, length)))
+            candidate_ids.update(self._bucket(_last_letters_key(word, length)))
         # Sorting by id makes ties go to the more frequent word.
-        candidates = [self._words[i] for i in sorted(candidate_ids)]
+        candidates = self._table.words(sorted(candidate_ids))
         return difflib.get_close_matches(
             word, candidates, n=limit, cutoff=_SUGGESTION_CUTOFF
         )
+
+    def _bucket(self, key: int) -> list[int]:
+        position = int(np.searchsorted(self._keys, key))
+        if position == len(self._keys) or self._keys[position] != key:
+            return []
+        start, stop = self._starts[position], self._starts[position + 1]
+        return self._ids[start:stop].tolist()
+
+
+def _hash_slots(encoded: list[bytes]) -> np.ndarray:
+    # At most half full, so a probe for an unknown word ends at an empty
+    # slot after ~2.5 steps on average (linear probing at load 0.5).
+    size = 8
+    while size < 2 * len(encoded):
+        size *= 2
+    slots = [_EMPTY_SLOT] * size
+    mask = size - 1
+    for word_id, key in enumerate(encoded):
+        slot = zlib.crc32(key) & mask
+        while slots[slot] != _EMPTY_SLOT:
+            slot = (slot + 1) & mask
+        slots[slot] = word_id
+    return np.array(slots, dtype=np.int32)
+
+
+def _spelling_buckets(words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    buckets: dict[int, list[int]] = {}
+    for word_id, word in enumerate(words):
+        length = len(word)
+        for key in (_first_letter_key(word, length), _last_letters_key(word, length)):
+            bucket = buckets.setdefault(key, [])
+            if len(bucket) < _CANDIDATES_PER_BUCKET:
+                bucket.append(word_id)
+    keys = sorted(buckets)
+    sizes = [len(buckets[key]) for key in keys]
+    starts = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    ids = [word_id for key in keys for word_id in buckets[key]]
+    return (
+        np.array(keys, dtype=np.int64),
+        starts,
+        np.array(ids, dtype=np.int32),
+    )
+
+
+def _bucket_key(tag: int, letters: str, length: int) -> int:
+    # tag: bit 60; the two code points + 1: bits 33-53 and 12-32 (a single
+    # letter goes in the low place); the length, capped: bits 0-11.
+    # Words longer than the cap share buckets, which only adds candidates.
+    points = [ord(c) + 1 for c in letters[-2:]]
+    first, second = [0, 0, *points][-2:]
+    capped = min(max(length, 0), _MAX_KEY_LENGTH)
+    return (tag << 60) | (first << 33) | (second << 12) | capped
+
+
+def _first_letter_key(word: str, length: int) -> int:
+    return _bucket_key(0, word[:1], length)
+
+
+def _last_letters_key(word: str, length: int) -> int:
+    return _bucket_key(1, word[-2:], length)
+
+
+def _check_sizes(directory: Path, tables: LookupTables, vocab_size: int) -> None:
+    expected = {
+        "offsets": vocab_size + 1,
+        "sorted_ids": vocab_size,
+        "counts": vocab_size,
+        "spelling_starts": len(tables.spelling_keys) + 1,
+    }
+    for name, length in expected.items():
+        if len(getattr(tables, name)) != length:
+            raise BundleError(
+                f"{directory / TABLE_FILES[name][0]} holds "
+                f"{len(getattr(tables, name))} entries, expected {length} for "
+                f"{vocab_size} words; rebuild it with `wordvec index`"
+            )
+    slots = len(tables.slots)
+    if slots < 2 * vocab_size or slots & (slots - 1):
+        raise BundleError(
+            f"{directory / TABLE_FILES['slots'][0]} has {slots} slots, not a power "
+            f"of two >= {2 * vocab_size}; rebuild it with `wordvec index`"
+        )
+    if int(tables.offsets[-1]) != len(tables.utf8):
+        raise BundleError(
+            f"{directory / WORDS_FILE} does not match its offsets; "
+            "rebuild it with `wordvec index`"
+        )
+
+
+def _map_words(path: Path) -> bytes | mmap.mmap:
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            # The mapping stays valid after the file is closed.
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise BundleError(
+            f"cannot read {path}: {exc}; rebuild with `wordvec index`"
+        ) from exc

@@ -7,6 +7,7 @@ functools.lru_cache, which locks internally.
 """
 
 import functools
+import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -14,16 +15,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from index import neighbour_lists
+from index import lookup, neighbour_lists
 from index.errors import QueryError, WordNotFound
-from index.lookup import SpellingLookup
+from index.lookup import LookupTables, SpellingLookup, WordTable
 from index.neighbour_lists import NeighbourLists
 from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
-from index.store import INDEX_DIR, INDEX_INFO, open_index_dir
+from index.store import INDEX_DIR, INDEX_INFO, check_bundle_files, open_index_dir
 from index.subword_lookup import SubwordModel, load_subword_model
 from index.threads import single_threaded
-from training.bundle import Bundle, load_bundle
+from training.bundle import VOCABULARY, load_bundle, read_manifest
+from training.errors import BundleError
 from training.tokenizer import normalise_word, tokenize
 from training.vectors import normalise_rows
 
@@ -46,30 +48,30 @@ class VectorIndex:
 
     def __init__(
         self,
-        bundle: Bundle,
+        manifest: dict[str, Any],
         index_info: dict[str, Any],
         normalised: np.ndarray,
         searcher: Searcher,
         subwords: SubwordModel | None,
-        lists: NeighbourLists | None = None,
+        lists: NeighbourLists | None,
+        tables: LookupTables,
+        version: str,
     ) -> None:
-        self.version = bundle.version
-        self.manifest = bundle.manifest
+        self.version = version
+        self.manifest = manifest
         self.index_info = index_info
         self.vocab_size, self.dim = (int(n) for n in normalised.shape)
-        # TODO: the word list and word_to_id dict are private Python objects,
-        # about 175 MB per worker at 1M words (the mapped arrays are shared).
-        # A memory-mapped sorted word table with binary search would share them.
-        self._words = bundle.vocabulary.words
-        self._word_to_id = bundle.vocabulary.word_to_id
-        counts = bundle.vocabulary.counts
-        self._probabilities = counts / max(int(counts.sum()), 1)
-        self._counts = counts
+        # Word lookups, counts and spelling tables are arrays mapped from
+        # BUNDLE/index/ (or built at load for an older index), so a worker
+        # holds no per-word Python object.
+        self._table = WordTable(tables)
+        self._counts = tables.counts
+        self._total_count = max(int(tables.counts.sum()), 1)
         self._normalised = normalised
         self._searcher: Searcher | None = searcher
         self._subwords = subwords
         self._lists = lists
-        self._spelling = SpellingLookup(self._words)
+        self._spelling = SpellingLookup(self._table)
         self._cached_neighbours = functools.lru_cache(maxsize=NEIGHBOUR_CACHE_SIZE)(
             self._neighbours_of_id
         )
@@ -78,36 +80,33 @@ class VectorIndex:
     def load(cls, bundle_path: Path) -> "VectorIndex":
         """Return the query path over the bundle at `bundle_path`.
 
-        Memory-maps the bundle's `index/` (built by `wordvec index`); without
-        one, normalises the vectors in memory and searches them exactly, with
-        a warning. Raises BundleError for a bad bundle or a stale index.
+        Memory-maps the bundle's `index/` (built by `wordvec index`): vectors,
+        index, neighbour lists and vocabulary lookup tables. An index built
+        before the lookup tables existed still loads: the tables are built
+        in this process, with a warning. Without an index, normalises the
+        vectors in memory and searches them exactly, with a warning. Raises
+        BundleError for a bad bundle or a stale index.
         """
         single_threaded()
-        bundle = load_bundle(Path(bundle_path))
-        searcher: Searcher
-        lists = None
-        if (bundle.path / INDEX_DIR / INDEX_INFO).is_file():
-            info, normalised, searcher = open_index_dir(bundle)
-            lists = neighbour_lists.load(
-                bundle.path / INDEX_DIR, info, normalised.shape[0]
-            )
+        path = Path(bundle_path)
+        directory = path / INDEX_DIR
+        info = _read_index_info(directory)
+        if info is not None and info.get("vocabulary_tables"):
+            loaded = _load_mapped(path, info)
         else:
-            logger.warning(
-                "%s has no index; searching exactly over vectors normalised in "
-                "this process (not shared). Run `wordvec index %s` to build one",
-                bundle.path,
-                bundle.path,
-            )
-            normalised = normalise_rows(bundle.vectors)
-            searcher = FlatSearcher(normalised)
-            info = {"kind": "flat", "built_at_load": True}
-        logger.info("loaded %s index of %s", info["kind"], bundle.path)
-        subwords = load_subword_model(bundle.path)
-        return cls(bundle, info, normalised, searcher, subwords, lists)
+            loaded = _load_building_tables(path, has_index=info is not None)
+        manifest, info, normalised, searcher, tables = loaded
+        lists = neighbour_lists.load(directory, info, normalised.shape[0])
+        logger.info("loaded %s index of %s", info["kind"], path)
+        subwords = load_subword_model(path)
+        version = str(manifest.get("version") or path.name)
+        return cls(
+            manifest, info, normalised, searcher, subwords, lists, tables, version
+        )
 
     def has_word(self, word: str) -> bool:
         """Return True if `word` (after normalise_word) is in the vocabulary."""
-        return normalise_word(word) in self._word_to_id
+        return self._table.id_of(normalise_word(word)) is not None
 
     def word_vector(self, word: str) -> tuple[np.ndarray, bool]:
         """Return (float32 (dim,) unit vector, inferred_from_subwords) of `word`.
@@ -117,7 +116,7 @@ class VectorIndex:
         (with spelling suggestions) otherwise.
         """
         key = normalise_word(word)
-        word_id = self._word_to_id.get(key)
+        word_id = self._table.id_of(key)
         if word_id is not None:
             self._check_open()
             return np.array(self._normalised[word_id]), False
@@ -139,7 +138,7 @@ class VectorIndex:
             return [Neighbour(word, score) for word, score in pairs]
         check_k(k)
         key = normalise_word(word)
-        word_id = self._word_to_id.get(key)
+        word_id = self._table.id_of(key)
         if word_id is None:
             vector, _ = self.word_vector(key)
             return self.neighbours_of_vector(vector, k, exclude=(key,))
@@ -154,14 +153,15 @@ class VectorIndex:
         may run on an event loop. The scores array is a read-only view.
         """
         lists = self._lists
-        word_id = self._word_to_id.get(normalise_word(word))
-        if lists is None or word_id is None or k < 1:
+        if lists is None or k < 1:
+            return None
+        word_id = self._table.id_of(normalise_word(word))
+        if word_id is None:
             return None
         row = lists.row(word_id, k)
         if row is None:
             return None
-        words = self._words
-        return [words[i] for i in row[0]], row[1]
+        return self._table.words(row[0]), row[1]
 
     def neighbours_of_vector(
         self, vector: np.ndarray, k: int, exclude: Collection[str] = ()
@@ -229,7 +229,7 @@ class VectorIndex:
         best = top_ids(objective, k)
         scores = self._normalised[best] @ target
         return [
-            Neighbour(self._words[i], clipped(s))
+            Neighbour(self._table.word(i), clipped(s))
             for i, s in zip(best, scores.tolist(), strict=True)
         ]
 
@@ -246,14 +246,17 @@ class VectorIndex:
         no token is known. Out-of-vocabulary words are not inferred from subwords.
         """
         tokens = tokenize(text)
-        ids = [self._word_to_id[t] for t in tokens if t in self._word_to_id]
-        known = list(dict.fromkeys(t for t in tokens if t in self._word_to_id))
-        oov = list(dict.fromkeys(t for t in tokens if t not in self._word_to_id))
+        token_ids = [self._table.id_of(t) for t in tokens]
+        ids = [i for i in token_ids if i is not None]
+        pairs = list(zip(tokens, token_ids, strict=True))
+        known = list(dict.fromkeys(t for t, i in pairs if i is not None))
+        oov = list(dict.fromkeys(t for t, i in pairs if i is None))
         if not ids:
             return None, known, oov
         weights = np.ones(len(ids))
         if weighting == "sif":
-            weights = SIF_A / (SIF_A + self._probabilities[ids])
+            probabilities = self._counts[ids] / self._total_count
+            weights = SIF_A / (SIF_A + probabilities)
         elif weighting != "mean":
             raise QueryError(f"unknown weighting {weighting!r}; use mean or sif")
         vector = np.average(self._normalised[ids], axis=0, weights=weights)
@@ -263,7 +266,8 @@ class VectorIndex:
         """Return up to `limit` (word, count) pairs of words starting with
         `prefix` (after normalise_word), most frequent first."""
         ids = self._spelling.ids_with_prefix(normalise_word(prefix), max(limit, 0))
-        return [(self._words[i], int(self._counts[i])) for i in ids]
+        counts = self._counts[ids].tolist()
+        return list(zip(self._table.words(ids), counts, strict=True))
 
     def close(self) -> None:
         """Drop the index and the memory maps; queries afterwards raise QueryError."""
@@ -286,12 +290,79 @@ class VectorIndex:
         single_threaded()
         scores, ids = searcher.search(query[None, :], k + len(excluded))
         found = [
-            Neighbour(self._words[i], clipped(s))
+            Neighbour(self._table.word(i), clipped(s))
             for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True)
             if i >= 0 and i not in excluded
         ]
         return found[:k]
 
     def _ids_of(self, words: Collection[str]) -> set[int]:
-        keys = (normalise_word(w) for w in words)
-        return {self._word_to_id[key] for key in keys if key in self._word_to_id}
+        ids = (self._table.id_of(normalise_word(w)) for w in words)
+        return {i for i in ids if i is not None}
+
+
+_Loaded = tuple[dict[str, Any], dict[str, Any], np.ndarray, Searcher, LookupTables]
+
+
+def _read_index_info(directory: Path) -> dict[str, Any] | None:
+    """Return index.json as written, or None when the bundle has no index."""
+    if not (directory / INDEX_INFO).is_file():
+        return None
+    # open_index_dir reads and checks it again; this only picks the path.
+    try:
+        info = json.loads((directory / INDEX_INFO).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _load_mapped(path: Path, info: dict[str, Any]) -> _Loaded:
+    """Map everything from an index that holds the lookup tables; the
+    vocabulary file itself is never read."""
+    manifest = read_manifest(path)
+    check_bundle_files(path, manifest)
+    info, normalised, searcher = open_index_dir(path, manifest)
+    expected = manifest["files"].get(VOCABULARY, {}).get("sha256")
+    if info.get("vocabulary_sha256") != expected:
+        raise BundleError(
+            f"{path / INDEX_DIR} was built from another vocabulary than "
+            f"{path / VOCABULARY}; rebuild it with `wordvec index {path}`"
+        )
+    directory = path / INDEX_DIR
+    tables = lookup.load_tables(directory, normalised.shape[0])
+    if lookup.describe_tables(tables).items() - info["vocabulary_tables"].items():
+        raise BundleError(
+            f"the lookup tables in {directory} do not match its {INDEX_INFO}; "
+            f"rebuild it with `wordvec index {path}`"
+        )
+    return manifest, info, normalised, searcher, tables
+
+
+def _load_building_tables(path: Path, has_index: bool) -> _Loaded:
+    """Load the bundle's vocabulary file and build the lookup tables in this
+    process (private memory): for a bundle without an index, or with one
+    written before the tables existed."""
+    bundle = load_bundle(path)
+    searcher: Searcher
+    if has_index:
+        logger.warning(
+            "%s has an index without vocabulary lookup tables (built by an older "
+            "wordvec); building them in this process, which every worker then "
+            "repeats in private memory. Run `wordvec index %s` to write them",
+            path,
+            path,
+        )
+        info, normalised, searcher = open_index_dir(path, bundle.manifest)
+    else:
+        logger.warning(
+            "%s has no index; searching exactly over vectors normalised in "
+            "this process (not shared). Run `wordvec index %s` to build one",
+            path,
+            path,
+        )
+        normalised = normalise_rows(bundle.vectors)
+        searcher = FlatSearcher(normalised)
+        info = {"kind": "flat", "built_at_load": True}
+    vocabulary = bundle.vocabulary
+    tables = lookup.build_tables(vocabulary.words, vocabulary.counts)
+    return bundle.manifest, info, normalised, searcher, tables

@@ -1,6 +1,7 @@
 """The index directory inside a bundle: `BUNDLE/index/` holds index.json,
-normalised.npy and (for approximate kinds) index.faiss. It is derived from
-the bundle's vectors and replaced as a whole; see docs/index.md."""
+normalised.npy, (for approximate kinds) index.faiss, the neighbour lists and
+the vocabulary lookup tables. It is derived from the bundle's vectors and
+vocabulary and replaced as a whole; see docs/index.md."""
 
 import json
 import logging
@@ -14,7 +15,7 @@ import faiss
 import numpy as np
 
 from index.searchers import FlatSearcher, HnswSearcher, IvfPqSearcher, Searcher
-from training.bundle import VECTORS, Bundle
+from training.bundle import VECTORS
 from training.durable import fsync_directory, temporary_sibling, write_json
 from training.errors import BundleError
 
@@ -86,22 +87,41 @@ def save_info(path: Path, info: dict[str, Any]) -> None:
     write_json(path, info)
 
 
-def open_index_dir(bundle: Bundle) -> tuple[dict[str, Any], np.ndarray, Searcher]:
-    """Return (index.json contents, memory-mapped unit vectors, searcher).
+def open_index_dir(
+    bundle_path: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, Any], np.ndarray, Searcher]:
+    """Return (index.json contents, memory-mapped unit vectors, searcher) of
+    the bundle at `bundle_path` with manifest `manifest`.
 
     Raises BundleError when the index was built from other vectors, or its
     files are missing or of the wrong shape; `wordvec index` rebuilds it.
     """
-    directory = bundle.path / INDEX_DIR
+    directory = bundle_path / INDEX_DIR
     info = _read_info(directory / INDEX_INFO)
-    expected = bundle.manifest["files"].get(VECTORS, {}).get("sha256")
+    expected = manifest["files"].get(VECTORS, {}).get("sha256")
     if info.get("vectors_sha256") != expected:
         raise BundleError(
-            f"{directory} was built from other vectors than {bundle.path / VECTORS}; "
-            f"rebuild it with `wordvec index {bundle.path}`"
+            f"{directory} was built from other vectors than {bundle_path / VECTORS}; "
+            f"rebuild it with `wordvec index {bundle_path}`"
         )
-    normalised = _load_normalised(directory / NORMALISED, bundle.vectors.shape)
+    shape = (int(manifest["vocab_size"]), int(manifest["dim"]))
+    normalised = _load_normalised(directory / NORMALISED, shape)
     return info, normalised, _searcher(directory, info, normalised)
+
+
+def check_bundle_files(bundle_path: Path, manifest: dict[str, Any]) -> None:
+    """Raise BundleError when a file the manifest lists is missing or has
+    another size (truncated or replaced), as `load_bundle` checks."""
+    for name, expected in manifest["files"].items():
+        file = bundle_path / name
+        if not file.is_file():
+            raise BundleError(f"{file} is listed in the manifest but missing")
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            raise BundleError(
+                f"{file} has {size} bytes but the manifest says {expected['bytes']}; "
+                "the file is truncated or was replaced"
+            )
 
 
 def _searcher(

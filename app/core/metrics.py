@@ -59,13 +59,22 @@ MODEL_INFO = Gauge(
 )
 
 _served_version: list[str] = []
+# The counter and histogram child of each (method, route, status) seen: a
+# dict hit instead of two `labels()` calls (their argument checks and lock)
+# per request. It holds one entry per time series the metrics already hold.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request and record its latency."""
-    labels = (method, route, str(status))
-    REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(seconds)
+    key = (method, route, status)
+    children = _children.get(key)
+    if children is None:
+        labels = (method, route, str(status))
+        children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+        _children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def record_model(model: VectorIndex) -> None:

@@ -29,7 +29,7 @@ NEW_WORD = "zorblat"
 JOB_ENV = {
     "WORDVEC_API_KEY": API_KEY,
     "WORDVEC_RELOAD_INTERVAL": "0.2",
-    "WORDVEC_MAX_UPLOAD_BYTES": "300000",
+    "WORDVEC_MAX_UPLOAD_BYTES": "1000000",
     "WORDVEC_MIN_UPLOAD_TOKENS": "200",
     "WORDVEC_JOB_LEASE": "3",
     "WORDVEC_JOB_HEARTBEAT_INTERVAL": "0.3",
@@ -210,7 +210,7 @@ def test_key_in_the_query_string_is_refused(api: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("payload", "status", "says"),
     [
-        (b"x" * 400_000, 413, "limit"),
+        (b"x" * 1_100_000, 413, "limit"),
         ("caf\xe9 ".encode("latin-1") * 400, 422, "UTF-8"),
         (b"", 422, "empty"),
         (b"just a few words\n", 422, "tokens"),
@@ -232,7 +232,8 @@ def test_cancel_a_running_job(
     api: httpx.Client, data_dir: Path, tmp_path: Path
 ) -> None:
     with running_worker(data_dir, tmp_path / "worker.log"):
-        job = submit(api, upload_text(3000), epochs=50, activate=False).json()
+        # About 4M words to train: seconds, long enough to be caught running.
+        job = submit(api, upload_text(12000), epochs=50, activate=False).json()
         wait_for(api, job["id"], lambda j: j["status"] == "running")
         response = api.post(f"/jobs/{job['id']}/cancel", headers=AUTH)
         assert response.status_code == 200

@@ -75,3 +75,43 @@ def test_k_over_the_server_maximum_is_refused_before_any_lookup(
     response = listed_client.get("/similar", params={"word": "king", "k": 101})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "k"
+
+
+def test_similar_documents_its_query_parameters_for_openapi(
+    listed_client: TestClient,
+) -> None:
+    operation = listed_client.get("/openapi.json").json()["paths"]["/similar"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["word"]["required"] is True
+    assert parameters["word"]["schema"]["minLength"] == 1
+    assert parameters["k"]["required"] is False
+    assert (
+        parameters["k"]["schema"] | {"default": 10, "minimum": 1}
+        == (parameters["k"]["schema"])
+    )
+
+
+@pytest.mark.parametrize(("k", "expected"), [("+3", 3), (" 2", 2), ("1.0", 1)])
+def test_k_written_other_ways_is_read_as_pydantic_reads_an_integer(
+    k: str, expected: int, listed_client: TestClient
+) -> None:
+    response = listed_client.get("/similar", params={"word": "king", "k": k})
+    assert response.status_code == 200
+    assert len(response.json()["neighbours"]) == expected
+
+
+def test_similar_requests_are_counted_per_route_in_the_metrics(
+    listed_client: TestClient,
+) -> None:
+    def answered() -> float:
+        text = listed_client.get("/metrics").text
+        prefix = (
+            'wordvec_http_requests_total{method="GET",route="/similar",status="200"}'
+        )
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = answered()
+    for _ in range(3):
+        listed_client.get("/similar", params={"word": "king", "k": 2})
+    assert answered() == before + 3

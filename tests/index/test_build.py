@@ -51,12 +51,21 @@ def test_index_json_records_kind_settings_recall_and_checksum(
     assert info["recall_at_10"] >= 0.95
     assert info["recall_sample_size"] == 300
     assert info["vectors_sha256"] == manifest["files"]["vectors.npy"]["sha256"]
+    assert info["vocabulary_sha256"] == manifest["files"]["vocabulary.tsv"]["sha256"]
     assert sorted(p.name for p in (bundle / "index").iterdir()) == [
         "index.faiss",
         "index.json",
         "neighbour_ids.npy",
         "neighbour_scores.npy",
         "normalised.npy",
+        "spelling_ids.npy",
+        "spelling_keys.npy",
+        "spelling_starts.npy",
+        "vocabulary.utf8",
+        "vocabulary_counts.npy",
+        "vocabulary_offsets.npy",
+        "vocabulary_slots.npy",
+        "vocabulary_sorted_ids.npy",
     ]
 
 

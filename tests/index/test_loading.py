@@ -27,7 +27,9 @@ from index.search import VectorIndex
 index = VectorIndex.load(Path(sys.argv[1]))
 index.neighbours("king", 10)
 maps = Path("/proc/self/maps").read_text()
-names = ("normalised.npy", "index.faiss", "neighbour_ids.npy", "neighbour_scores.npy")
+names = ("normalised.npy", "index.faiss", "neighbour_ids.npy", "neighbour_scores.npy",
+         "vocabulary.utf8", "vocabulary_offsets.npy", "vocabulary_slots.npy",
+         "spelling_keys.npy")
 print(" ".join(n for n in names if n in maps))
 """
 
@@ -49,6 +51,10 @@ def test_a_second_process_maps_the_index_files_instead_of_copying(
         "index.faiss",
         "neighbour_ids.npy",
         "neighbour_scores.npy",
+        "vocabulary.utf8",
+        "vocabulary_offsets.npy",
+        "vocabulary_slots.npy",
+        "spelling_keys.npy",
     ]
     first.close()
 

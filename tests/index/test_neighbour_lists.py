@@ -13,6 +13,7 @@ from app.cli import main
 from index.build import IndexConfig, build_index
 from index.search import Neighbour, VectorIndex
 from tests.index.conftest import PRECOMPUTED_K, PRECOMPUTED_WORDS, write_test_bundle
+from training.bundle import load_bundle
 from training.errors import BundleError
 
 # float32 scores from a batched (BLAS) search and a single-query search may
@@ -57,8 +58,9 @@ def test_precomputed_lists_equal_exact_flat_search_for_every_kind(
 ) -> None:
     # Approximate kinds give listed words exact answers too.
     index = VectorIndex.load(indexed_bundles[kind])
+    words = load_bundle(indexed_bundles[kind]).vocabulary.words
     for word_id in [*range(8), *range(8, PRECOMPUTED_WORDS, 37)]:
-        word = index._words[word_id]
+        word = words[word_id]
         listed = listed_neighbours(index, word, PRECOMPUTED_K)
         assert_same_answer(listed, searched_only.neighbours(word, PRECOMPUTED_K))
         assert word not in {n.word for n in listed}

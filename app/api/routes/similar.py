@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
@@ -50,19 +52,50 @@ def inferred_words(model: VectorIndex, words: Sequence[str]) -> list[str]:
     return [word for word in words if not model.has_word(word)]
 
 
+class SimilarParams(BaseModel):
+    """The query parameters of GET /similar (validation and documentation)."""
+
+    word: str = Field(
+        min_length=1, description="a word; the trainer's tokeniser folds case"
+    )
+    k: int = Field(
+        10, ge=1, description="how many neighbours, up to the server's max_k"
+    )
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    # The OpenAPI entries FastAPI would write for these fields as Query()s.
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": field,
+            "description": field.get("description", ""),
+        }
+        for name, field in schema["properties"].items()
+    ]
+
+
 @router.get(
-    "/similar", response_model=NeighboursResponse, responses=problems(404, 422, 503)
+    "/similar",
+    response_model=NeighboursResponse,
+    responses=problems(404, 422, 503),
+    openapi_extra={"parameters": _query_parameters(SimilarParams)},
 )
-async def similar(request: Request, word: WordParam, k: KParam = 10) -> Response:
+async def similar(request: Request) -> Response:
     """The `k` words nearest to `word` by cosine score, best first.
 
     An out-of-vocabulary word is a 404 problem listing close spellings, unless
     the model has subword vectors: then its vector is inferred from character
     n-grams and the response says `"inferred": true`.
     """
-    # The model and settings are read by awaiting the dependency functions
-    # rather than declaring them with Depends: FastAPI's dependency solving
-    # took about a third of this route's in-process time (cProfile).
+    # The parameters are read from the request here rather than declared:
+    # FastAPI's parameter solving was the largest cost of this route, about
+    # a third of a request (cProfile), and the model and settings likewise.
+    word, k = similar_params(request)
     model = await get_model(request)
     settings = await get_request_settings(request)
     word = query_word(word, settings, "word")
@@ -79,6 +112,30 @@ async def similar(request: Request, word: WordParam, k: KParam = 10) -> Response
     # costs 2 us for 100 of them instead of 60.
     rounded = np.round(scores.astype(np.float64), 6).tolist()
     return neighbours_json(word, model.version, False, words, rounded)
+
+
+def similar_params(request: Request) -> tuple[str, int]:
+    """Return (word, k) from the query string, validated as SimilarParams.
+
+    The usual request (a word and a plain decimal k) is checked here
+    directly; anything else goes through the pydantic model, so errors are
+    the 422 problems FastAPI would raise for declared parameters.
+    """
+    params = request.query_params
+    word = params.get("word")
+    k = params.get("k", "10")
+    if word and k.isascii() and k.isdigit() and int(k) >= 1:
+        return word, int(k)
+    try:
+        checked = SimilarParams.model_validate(
+            {name: params[name] for name in ("word", "k") if name in params}
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        for error in errors:
+            error["loc"] = ("query", *error["loc"])
+        raise RequestValidationError(errors) from None
+    return checked.word, checked.k
 
 
 def _searched_similar(model: VectorIndex, word: str, k: int) -> Response:
