@@ -43,8 +43,10 @@ class ServiceMiddleware:
 
         limit = _body_limit(scope)
         try:
-            _check_declared_length(scope, limit)
-            await self.app(scope, _limit_body(receive, limit), send_and_note_status)
+            if limit is not None:
+                _check_declared_length(scope, limit)
+                receive = _limit_body(receive, limit)
+            await self.app(scope, receive, send_and_note_status)
         except Exception as exc:
             if response_started:
                 raise
@@ -59,7 +61,14 @@ class ServiceMiddleware:
             observe_request(scope["method"], route, status, time.perf_counter() - start)
 
 
-def _body_limit(scope: Scope) -> int:
+# Routes that stream their body to disk and enforce their own, larger limit
+# (WORDVEC_MAX_UPLOAD_BYTES) with a message about uploads.
+OWN_BODY_LIMIT = frozenset({"/finetune"})
+
+
+def _body_limit(scope: Scope) -> int | None:
+    if scope["path"] in OWN_BODY_LIMIT:
+        return None
     # The lifespan puts the resolved settings on app.state before any request.
     settings = getattr(scope["app"].state, "settings", None)
     return settings.max_body_bytes if settings is not None else 1_000_000

@@ -80,3 +80,16 @@ def test_without_a_data_directory_jobs_are_a_conflict(settings: Settings) -> Non
     with TestClient(app) as client:
         assert client.get("/jobs").status_code == 409
         assert client.post("/finetune", content=TEXT).status_code == 409
+
+
+def test_uploads_are_bounded_by_their_own_limit_not_the_body_limit(
+    data: ModelRegistry,
+) -> None:
+    assert len(TEXT) > 2048
+    with client_for(data, max_body_bytes=1024, max_upload_bytes=2048) as client:
+        small = client.post("/finetune", content=TEXT[:1500], headers=AUTH)
+        large = client.post("/finetune", content=TEXT, headers=AUTH)
+        other = client.post("/similar", json={"words": ["king"] * 300})
+    assert small.status_code == 202
+    assert large.status_code == 413 and "WORDVEC_MAX_UPLOAD_BYTES" in large.text
+    assert other.status_code == 413
