@@ -29,7 +29,7 @@ import numpy as np
 
 from index.build import IndexConfig, build_index
 from index.search import VectorIndex
-from index.store import INDEX_DIR, INDEX_INFO
+from index.store import INDEX_DIR, INDEX_INFO, verify_index
 from training.bundle import MANIFEST, is_temporary_name, read_manifest, verify_bundle
 from training.durable import atomic_file, fsync_directory, temporary_sibling, write_json
 from training.errors import BundleError, WordvecError
@@ -353,11 +353,8 @@ def _checked_model(path: Path, version: str) -> VectorIndex:
             f"it has no index; build one with `wordvec index {path}` or add the "
             "bundle with `wordvec models add`, which builds it"
         )
-    # TODO: the files in index/ are not in the manifest's checksums (the
-    # index is built after the bundle is written), so a damaged index file
-    # passes unless it breaks loading or the test query; record their
-    # SHA-256 in index.json when building and verify them here.
     verify_bundle(path)
+    verify_index(path)
     model = VectorIndex.load(path)
     _test_query(model)
     return model

@@ -23,6 +23,7 @@ from index.store import (
     INDEX_FORMAT_VERSION,
     INDEX_INFO,
     NORMALISED,
+    file_checksums,
     save_faiss,
     save_info,
     save_normalised,
@@ -134,7 +135,7 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
         if lists is not None:
             neighbour_lists.save(directory, lists)
         lookup.save_tables(directory, tables)
-        save_info(directory / INDEX_INFO, info)
+        save_info(directory / INDEX_INFO, {**info, "files": file_checksums(directory)})
 
     write_index_dir(bundle.path, write_contents)
     logger.info(

@@ -16,7 +16,12 @@ import numpy as np
 
 from index.searchers import FlatSearcher, HnswSearcher, IvfPqSearcher, Searcher
 from training.bundle import VECTORS
-from training.durable import fsync_directory, temporary_sibling, write_json
+from training.durable import (
+    fsync_directory,
+    sha256_file,
+    temporary_sibling,
+    write_json,
+)
 from training.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,44 @@ def write_index_dir(bundle_path: Path, write_contents: Callable[[Path], None]) -
         # Processes that mapped the old files keep them until they reload.
         shutil.rmtree(old)
     return final
+
+
+def file_checksums(directory: Path) -> dict[str, dict[str, Any]]:
+    """Return `{name: {sha256, bytes}}` of the files in `directory`, for the
+    `files` entry of index.json (written last, so not itself listed)."""
+    return {
+        path.name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != INDEX_INFO
+    }
+
+
+def verify_index(bundle_path: Path) -> None:
+    """Check every file index.json lists against its size and SHA-256 (reads
+    every byte). Raises BundleError naming the first file that differs; an
+    index built before checksums were recorded passes with a warning."""
+    directory = Path(bundle_path) / INDEX_DIR
+    info = _read_info(directory / INDEX_INFO)
+    files = info.get("files")
+    if not isinstance(files, dict):
+        logger.warning(
+            "%s records no checksums; rebuild it with `wordvec index` to have them "
+            "checked",
+            directory,
+        )
+        return
+    for name, expected in files.items():
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != expected.get("bytes"):
+            raise BundleError(
+                f"{path} is missing or has the wrong size; the index is damaged, "
+                f"rebuild it with `wordvec index {bundle_path}`"
+            )
+        if sha256_file(path) != expected.get("sha256"):
+            raise BundleError(
+                f"{path} does not match its SHA-256 in {INDEX_INFO}; the index is "
+                f"damaged, rebuild it with `wordvec index {bundle_path}`"
+            )
 
 
 def save_normalised(path: Path, normalised: np.ndarray) -> None:

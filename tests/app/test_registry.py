@@ -295,3 +295,18 @@ def test_watcher_waits_serves_keeps_the_old_version_and_backs_off(
     watcher.poll()
     assert holder.last_load_error is None
     assert holder.current.version == "v1"
+
+
+def test_a_damaged_index_file_is_refused_on_activation(
+    registry: ModelRegistry,
+) -> None:
+    add_version(registry, "v1", activate=True)
+    path = add_version(registry, "v2")
+    lists = path / "index" / "neighbour_ids.npy"
+    target = lists if lists.exists() else path / "index" / "normalised.npy"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(ActivationRefused, match="SHA-256"):
+        registry.activate("v2")
+    assert registry.active_version() == "v1"

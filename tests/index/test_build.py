@@ -11,6 +11,7 @@ from index.build import IndexConfig, build_index
 from index.errors import IndexBuildError
 from index.kinds import choose_kind
 from index.search import VectorIndex
+from index.store import verify_index
 from tests.index.conftest import PRECOMPUTED_WORDS
 from training.errors import BundleError, ConfigError
 
@@ -122,3 +123,20 @@ def test_auto_picks_hnsw_for_large_vocabularies_and_ivf_pq_past_the_budget() -> 
 def test_recall_floor_outside_0_to_1_is_refused(bundle_path: Path) -> None:
     with pytest.raises(ConfigError, match="recall floor"):
         build_index(bundle_path, IndexConfig(kind="hnsw", recall_floor=1.01))
+
+
+def test_index_json_lists_every_index_file_and_verify_catches_damage(
+    bundle_path: Path,
+) -> None:
+    build_index(bundle_path, IndexConfig(kind="flat", threads=1))
+    directory = bundle_path / "index"
+    info = json.loads((directory / "index.json").read_text())
+    listed = set(info["files"])
+    assert listed == {p.name for p in directory.iterdir()} - {"index.json"}
+    verify_index(bundle_path)
+    target = directory / sorted(listed)[0]
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its SHA-256"):
+        verify_index(bundle_path)
