@@ -11,14 +11,13 @@
 //
 // Only pybind11 is used (no ATen), so the module loads without libtorch.
 //
-// TODO: on the default corpus (4.2M tokens, 5 epochs) the vectors score about
-// 0.01-0.02 Spearman and 1-1.5 analogy points below gensim's with the same
-// settings (gensim seeds 1-3 against five runs of this kernel, one and two
-// threads); the update rules follow gensim's line by line and the sampled
-// rates check out (tests), so the cause is not known. Feeding both kernels
-// the same sentence and the same random draws and comparing the updated rows
-// would find it. (Part of the gap was the initial range, now gensim's +-1/dim;
-// see training/kernels.py init_params.)
+// Quality against gensim: the update rules match gensim's (CBOW with the mean
+// of the context vectors, full gradient back to each context word). A gap of
+// 0.015 WordSim-353 on data/corpus came from the learning-rate schedule, not
+// from this file: gensim decays the rate by sentences read when given
+// total_examples, which on that corpus keeps it about 5% higher per word.
+// Given the same schedule, scores and vector norms agree within the spread of
+// three seeds (see benchmarks/train_vs_gensim.py --gensim-decay).
 
 #include <pybind11/pybind11.h>
 
