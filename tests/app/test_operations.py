@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from app.cli import main
 from app.core.config import Settings, get_settings
+from app.main import create_app
 from app.model_holder import ModelHolder
 from index.search import VectorIndex
 from tests.app.conftest import MODEL_VERSION, write_test_bundle
@@ -42,9 +43,12 @@ def test_liveness_answers_without_a_model(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "alive"}
 
 
-def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
-    client.get("/vectors/king")
-    text = client.get("/metrics").text
+def test_metrics_count_requests_by_route_template(bundle_path: Path) -> None:
+    # A fresh app: the model gauge is per process, and other tests' apps in
+    # this process serve other versions.
+    with TestClient(create_app(Settings(bundle_path=bundle_path))) as client:
+        client.get("/vectors/king")
+        text = client.get("/metrics").text
     assert 'route="/vectors/{word}"' in text
     assert "wordvec_http_request_duration_seconds_bucket" in text
     assert f'wordvec_model_info{{model_version="{MODEL_VERSION}"}} 1.0' in text
