@@ -4,12 +4,15 @@ Every neighbour list has the one shape `[{"word", "score"}]`, best first,
 and every query response names the `model_version` that answered it.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Weighting = Literal["mean", "sif"]
 AnalogyMethod = Literal["3cosadd", "3cosmul"]
+# A word in a request body: at least one character (blank ones are refused
+# with the same 422 after stripping, see app.api.deps.query_word).
+BodyWord = Annotated[str, Field(min_length=1)]
 
 
 class Neighbour(BaseModel):
@@ -32,13 +35,13 @@ class SimilarQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    words: list[str] | None = Field(
+    words: list[BodyWord] | None = Field(
         default=None, description="neighbours of each word, one result per word"
     )
-    positive: list[str] = Field(
+    positive: list[BodyWord] = Field(
         default_factory=list, description="words whose vectors are added"
     )
-    negative: list[str] = Field(
+    negative: list[BodyWord] = Field(
         default_factory=list, description="words whose vectors are subtracted"
     )
     k: int = Field(default=10, ge=1)
@@ -78,8 +81,8 @@ class SimilarityResponse(BaseModel):
 class WordPair(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    a: str
-    b: str
+    a: BodyWord
+    b: BodyWord
 
 
 class SimilarityQuery(BaseModel):

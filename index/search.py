@@ -41,6 +41,8 @@ NEIGHBOUR_CACHE_SIZE = 4096
 SIF_A = 1e-3
 # 3CosMul's epsilon keeps the division finite (Levy and Goldberg 2014).
 COSMUL_EPSILON = 1e-3
+# Rows of the unit vectors checked for NaN at a time when a bundle loads.
+_FINITE_CHECK_ROWS = 65_536
 
 
 class VectorIndex:
@@ -96,6 +98,7 @@ class VectorIndex:
         else:
             loaded = _load_building_tables(path, has_index=info is not None)
         manifest, info, normalised, searcher, tables = loaded
+        _check_finite(path, normalised)
         lists = neighbour_lists.load(directory, info, normalised.shape[0])
         logger.info("loaded %s index of %s", info["kind"], path)
         subwords = load_subword_model(path)
@@ -302,6 +305,23 @@ class VectorIndex:
 
 
 _Loaded = tuple[dict[str, Any], dict[str, Any], np.ndarray, Searcher, LookupTables]
+
+
+def _check_finite(path: Path, normalised: np.ndarray) -> None:
+    """Raise BundleError if float32 (V, D) `normalised` holds NaN or infinity.
+
+    write_bundle refuses such vectors, so only a damaged or hand-made bundle
+    has them; served, they would turn every score they touch into NaN,
+    which JSON cannot carry. Read in blocks: a mapped matrix stays mapped.
+    """
+    for start in range(0, normalised.shape[0], _FINITE_CHECK_ROWS):
+        block = np.asarray(normalised[start : start + _FINITE_CHECK_ROWS])
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise BundleError(
+                f"{path}: vector {row} holds NaN or infinity; the bundle is "
+                "damaged, so write or import it again"
+            )
 
 
 def _read_index_info(directory: Path) -> dict[str, Any] | None:

@@ -15,18 +15,27 @@ from index.search import VectorIndex
 from training.tokenizer import normalise_word
 
 _PROBLEM_TEXT = {
+    400: "API key in the URL",
+    401: "Missing or wrong API key",
     404: "Word not in vocabulary (with close spellings), or unknown path",
+    409: "Conflicts with the server's state",
     413: "Request body too large",
+    415: "Unsupported media type",
     422: "Invalid parameter or body, or a server limit exceeded",
+    429: "Too many requests; see Retry-After",
     503: "No model is loaded yet",
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Return the OpenAPI `responses` entries for these problem statuses."""
+def problems(
+    *statuses: int, described: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI `responses` entries for these problem statuses,
+    each with the default description unless `described` gives another."""
+    texts = {**_PROBLEM_TEXT, **(described or {})}
     return {
-        status: {"model": ProblemDetails, "description": _PROBLEM_TEXT[status]}
-        for status in statuses
+        status: {"model": ProblemDetails, "description": texts[status]}
+        for status in (*statuses, *(described or {}))
     }
 
 

@@ -11,8 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.core.overload import EXEMPT_PATHS
+
 _PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
 _PROBLEM_SCHEMAS = {"ProblemDetails", "HTTPValidationError"}
+_OVERLOADED = {
+    "description": "Overloaded: too many requests in progress; see Retry-After",
+    "content": {"application/json": {"schema": _PROBLEM_REF}},
+}
 
 
 def install_problem_openapi(app: FastAPI) -> None:
@@ -39,8 +45,12 @@ def _is_problem(response: dict[str, Any]) -> bool:
 
 
 def _rewrite_error_responses(schema: dict[str, Any]) -> None:
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if path not in EXEMPT_PATHS:
+                # Load shedding may answer any other route with a 503.
+                responses.setdefault("503", dict(_OVERLOADED))
             for response in operation.get("responses", {}).values():
                 if _is_problem(response):
                     response["content"] = {

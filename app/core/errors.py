@@ -121,7 +121,8 @@ def _problem_body(request: Request, exc: Exception) -> tuple[int, dict[str, Any]
     if isinstance(exc, RequestValidationError):
         return 422, _invalid_request(exc.errors())
     if isinstance(exc, StarletteHTTPException):
-        return exc.status_code, _http_problem(request, exc)
+        body = _http_problem(request, exc)
+        return body["status"], body
     if isinstance(exc, RegistryError):
         status, title = _REGISTRY_PROBLEMS.get(type(exc), (503, "Registry unavailable"))
         slug = "/problems/" + title.lower().replace(" ", "-")
@@ -200,6 +201,17 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, An
     if status == 413:
         title = "Request body too large"
         return _body("/problems/body-too-large", title, 413, str(exc.detail))
+    if status == 400:
+        # FastAPI answers 400 for a body it cannot even decode (JSON that
+        # is not UTF-8, a broken form); it is a malformed body like bad JSON.
+        message = "malformed body: it could not be decoded; send UTF-8 JSON"
+        return _body(
+            "/problems/invalid-request",
+            "Invalid request",
+            422,
+            f"body: {message}",
+            errors=[{"field": "body", "message": message}],
+        )
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:

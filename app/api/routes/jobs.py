@@ -132,14 +132,18 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/finetune",
     status_code=202,
     response_model=JobPublic,
-    responses={
-        **problems(413, 422),
-        400: {"description": "API key in the URL"},
-        401: {"description": "Missing or wrong API key"},
-        409: {"description": "The server has no data directory"},
-        415: {"description": "Unsupported media type"},
-        429: {"description": "Too many queued jobs, or fine-tunes this hour"},
-    },
+    responses=problems(
+        400,
+        401,
+        413,
+        415,
+        422,
+        described={
+            404: "No such base_version",
+            409: "No data directory, or no active model",
+            429: "Too many queued jobs, or fine-tunes this hour",
+        },
+    ),
     openapi_extra=_UPLOAD_BODY,
 )
 async def create_finetune(
@@ -328,10 +332,7 @@ def _get_job(context: JobsContext, job_id: str) -> Job:
 @router.get(
     "/jobs",
     response_model=JobsResponse,
-    responses={
-        409: {"description": "The server has no data directory"},
-        **problems(422),
-    },
+    responses=problems(422, described={409: "The server has no data directory"}),
 )
 def list_jobs(
     request: Request,
@@ -350,11 +351,7 @@ def list_jobs(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobPublic,
-    responses={
-        404: {"description": "No such job"},
-        409: {"description": "No data directory"},
-        **problems(422),
-    },
+    responses=problems(422, described={404: "No such job", 409: "No data directory"}),
 )
 def read_job(request: Request, job_id: JobId) -> JobPublic:
     """A job's status, progress, attempts, timings, error, versions and the
@@ -365,13 +362,15 @@ def read_job(request: Request, job_id: JobId) -> JobPublic:
 @router.post(
     "/jobs/{job_id}/cancel",
     response_model=JobPublic,
-    responses={
-        400: {"description": "API key in the URL"},
-        401: {"description": "Missing or wrong API key"},
-        404: {"description": "No such job"},
-        409: {"description": "The job has finished, or no data directory"},
-        **problems(422),
-    },
+    responses=problems(
+        400,
+        401,
+        422,
+        described={
+            404: "No such job",
+            409: "The job has finished, or no data directory",
+        },
+    ),
 )
 def cancel_job(request: Request, job_id: JobId, _: ApiKeyDep) -> JobPublic:
     """Cancel a queued job at once, or ask a running one to stop (its status

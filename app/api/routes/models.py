@@ -25,13 +25,16 @@ Version = Annotated[
     Path(pattern=f"^{VERSION_PATTERN.pattern}$", description="a version name"),
 ]
 
-_MUTATION_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "API key in the URL"},
-    401: {"description": "Missing or wrong API key"},
-    404: {"description": "No such version"},
-    409: {"description": "No data directory, or the version is active"},
-    **problems(422),
-}
+_MUTATION_ERRORS = problems(
+    400,
+    401,
+    422,
+    described={
+        404: "No such version",
+        409: "No data directory, or the version is active",
+        503: "The data directory could not be read",
+    },
+)
 
 
 def model_public(model: VectorIndex, active: bool) -> ModelPublic:
@@ -94,7 +97,9 @@ def list_models(request: Request) -> ModelsResponse:
 
 @router.get(
     "/models/{version}",
-    responses={404: {"description": "No such version"}, **problems(422)},
+    responses=problems(
+        422, described={404: "No such version", 503: "No model is loaded yet"}
+    ),
 )
 def read_model(request: Request, version: Version) -> dict[str, Any]:
     """A version's whole manifest (format in docs/bundle-format.md) and

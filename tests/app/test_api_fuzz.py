@@ -1,0 +1,48 @@
+"""The whole OpenAPI surface under schemathesis, every check enabled, on a
+small budget (the longer run is benchmarks/fuzz_api.py): no 500, no status
+the document does not declare, no body that breaks its schema, and no NaN
+or infinity in any JSON body."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.app.api_fuzzing import (
+    build_data_dir,
+    case_strategy,
+    check_response,
+    fuzz_app,
+    fuzz_schema,
+    operations,
+)
+
+# Cases per operation, positive and negative mixed; 21 operations.
+EXAMPLES_PER_OPERATION = 20
+
+
+@pytest.fixture(scope="module")
+def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    data_dir = build_data_dir(Path(tmp_path_factory.mktemp("fuzz")))
+    return fuzz_schema(fuzz_app(data_dir))
+
+
+@pytest.mark.parametrize(("method", "path"), operations())
+def test_operation_conforms_to_the_openapi_document(
+    api_schema: Any, method: str, path: str
+) -> None:
+    strategy = case_strategy(api_schema, method, path)
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        check_response(data.draw(strategy))
+
+    run()
