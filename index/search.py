@@ -21,10 +21,10 @@ from index.lookup import LookupTables, SpellingLookup, WordTable
 from index.neighbour_lists import NeighbourLists
 from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
-from index.store import INDEX_DIR, INDEX_INFO, check_bundle_files, open_index_dir
+from index.store import INDEX_DIR, INDEX_INFO, open_index_dir
 from index.subword_lookup import SubwordModel, load_subword_model
 from index.threads import single_threaded
-from training.bundle import VOCABULARY, load_bundle, read_manifest
+from training.bundle import VOCABULARY, check_listed_files, load_bundle, read_manifest
 from training.errors import BundleError
 from training.tokenizer import normalise_word, tokenize
 from training.vectors import normalise_rows
@@ -340,7 +340,7 @@ def _load_mapped(path: Path, info: dict[str, Any]) -> _Loaded:
     """Map everything from an index that holds the lookup tables; the
     vocabulary file itself is never read."""
     manifest = read_manifest(path)
-    check_bundle_files(path, manifest)
+    check_listed_files(path, manifest["files"])
     info, normalised, searcher = open_index_dir(path, manifest)
     expected = manifest["files"].get(VOCABULARY, {}).get("sha256")
     if info.get("vocabulary_sha256") != expected:

@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from index.searchers import FlatSearcher, HnswSearcher, IvfPqSearcher, Searcher
-from training.bundle import VECTORS
+from training.bundle import VECTORS, check_listed_files
 from training.durable import (
     fsync_directory,
     sha256_file,
@@ -93,18 +93,7 @@ def verify_index(bundle_path: Path) -> None:
             directory,
         )
         return
-    for name, expected in files.items():
-        path = directory / name
-        if not path.is_file() or path.stat().st_size != expected.get("bytes"):
-            raise BundleError(
-                f"{path} is missing or has the wrong size; the index is damaged, "
-                f"rebuild it with `wordvec index {bundle_path}`"
-            )
-        if sha256_file(path) != expected.get("sha256"):
-            raise BundleError(
-                f"{path} does not match its SHA-256 in {INDEX_INFO}; the index is "
-                f"damaged, rebuild it with `wordvec index {bundle_path}`"
-            )
+    check_listed_files(directory, files, checksums=True, listed_in=INDEX_INFO)
 
 
 def save_normalised(path: Path, normalised: np.ndarray) -> None:
@@ -150,21 +139,6 @@ def open_index_dir(
     shape = (int(manifest["vocab_size"]), int(manifest["dim"]))
     normalised = _load_normalised(directory / NORMALISED, shape)
     return info, normalised, _searcher(directory, info, normalised)
-
-
-def check_bundle_files(bundle_path: Path, manifest: dict[str, Any]) -> None:
-    """Raise BundleError when a file the manifest lists is missing or has
-    another size (truncated or replaced), as `load_bundle` checks."""
-    for name, expected in manifest["files"].items():
-        file = bundle_path / name
-        if not file.is_file():
-            raise BundleError(f"{file} is listed in the manifest but missing")
-        size = file.stat().st_size
-        if size != expected["bytes"]:
-            raise BundleError(
-                f"{file} has {size} bytes but the manifest says {expected['bytes']}; "
-                "the file is truncated or was replaced"
-            )
 
 
 def _searcher(

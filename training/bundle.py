@@ -115,7 +115,7 @@ def load_bundle(path: Path | str, *, verify: bool = False, mmap: bool = True) ->
     if verify:
         verify_bundle(path)
     else:
-        _check_sizes(path, manifest)
+        check_listed_files(path, manifest["files"])
     vectors = _load_array(path / VECTORS, mmap=mmap)
     vectors.setflags(write=False)
     _check_shape(path / VECTORS, vectors, (manifest["vocab_size"], manifest["dim"]))
@@ -163,13 +163,7 @@ def verify_bundle(path: Path | str) -> None:
     """
     path = Path(path)
     manifest = read_manifest(path)
-    _check_sizes(path, manifest)
-    for name, expected in manifest["files"].items():
-        if sha256_file(path / name) != expected["sha256"]:
-            raise BundleError(
-                f"{path / name} fails its SHA-256 check: the file changed after "
-                "the bundle was written; restore it or write the bundle again"
-            )
+    check_listed_files(path, manifest["files"], checksums=True)
     shape = (manifest["vocab_size"], manifest["dim"])
     _check_shape(path / VECTORS, _load_array(path / VECTORS, mmap=True), shape)
     _check_vocabulary_size(path, manifest)
@@ -359,16 +353,31 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
 
 
-def _check_sizes(path: Path, manifest: dict[str, Any]) -> None:
-    for name, expected in manifest["files"].items():
-        file = path / name
+def check_listed_files(
+    directory: Path,
+    files: dict[str, Any],
+    *,
+    checksums: bool = False,
+    listed_in: str = "the manifest",
+) -> None:
+    """Check each `{name: {"bytes", "sha256"}}` entry of `files` (a manifest's
+    or an index's list) against the file of that name in `directory`: that it
+    exists and has its size and, with `checksums`, its SHA-256 (reads every
+    byte). Raises BundleError naming the first file that differs."""
+    for name, expected in files.items():
+        file = directory / name
         if not file.is_file():
-            raise BundleError(f"{file} is listed in the manifest but missing")
+            raise BundleError(f"{file} is listed in {listed_in} but missing")
         size = file.stat().st_size
         if size != expected["bytes"]:
             raise BundleError(
-                f"{file} has {size} bytes but the manifest says {expected['bytes']}; "
+                f"{file} has {size} bytes but {listed_in} says {expected['bytes']}; "
                 "the file is truncated or was replaced"
+            )
+        if checksums and sha256_file(file) != expected["sha256"]:
+            raise BundleError(
+                f"{file} fails its SHA-256 check: the file changed after it was "
+                "written; restore it, or write the bundle or index again"
             )
 
 

@@ -138,5 +138,5 @@ def test_index_json_lists_every_index_file_and_verify_catches_damage(
     data = bytearray(target.read_bytes())
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="does not match its SHA-256"):
+    with pytest.raises(BundleError, match="fails its SHA-256 check"):
         verify_index(bundle_path)
