@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from index.store import map_array
 from index.store import save_normalised as save_array
 from training.errors import BundleError
 
@@ -130,18 +131,7 @@ def load_tables(directory: Path, vocab_size: int) -> LookupTables:
     """
     arrays: dict[str, Any] = {"utf8": _map_words(directory / WORDS_FILE)}
     for name, (file_name, dtype) in TABLE_FILES.items():
-        path = directory / file_name
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BundleError(
-                f"cannot read {path}: {exc}; rebuild with `wordvec index`"
-            ) from exc
-        if array.dtype != dtype or array.ndim != 1:
-            raise BundleError(
-                f"{path} holds {array.dtype} {array.shape}, expected a 1-d "
-                f"{dtype} array; rebuild it with `wordvec index`"
-            )
+        array = map_array(directory / file_name, np.dtype(dtype), (None,))
         # Plain ndarray views: indexing a np.memmap wraps every result.
         arrays[name] = np.asarray(array)
     tables = LookupTables(**arrays)

@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from index.store import map_array
 from index.store import save_normalised as save_array
 from training.errors import BundleError
 
@@ -124,8 +125,8 @@ def load(
     if not entry:
         return None
     shape = (int(entry["words"]), int(entry["k"]))
-    ids = _load_array(directory / NEIGHBOUR_IDS, np.dtype(np.int32), shape)
-    scores = _load_array(directory / NEIGHBOUR_SCORES, np.dtype(np.float32), shape)
+    ids = map_array(directory / NEIGHBOUR_IDS, np.dtype(np.int32), shape)
+    scores = map_array(directory / NEIGHBOUR_SCORES, np.dtype(np.float32), shape)
     if shape[0] > vocab_size or shape[1] >= vocab_size:
         raise BundleError(
             f"{directory} lists neighbours of {shape[0]} words but the vocabulary "
@@ -134,18 +135,3 @@ def load(
     # Plain ndarray views of the maps: slicing a np.memmap builds a memmap
     # per slice, which tripled the cost of reading one row (1.1 vs 3.9 us).
     return NeighbourLists(np.asarray(ids), np.asarray(scores))
-
-
-def _load_array(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BundleError(
-            f"cannot read {path}: {exc}; rebuild with `wordvec index`"
-        ) from exc
-    if array.dtype != dtype or array.shape != shape:
-        raise BundleError(
-            f"{path} holds {array.dtype} {array.shape}, expected {dtype} {shape}; "
-            "rebuild it with `wordvec index`"
-        )
-    return array

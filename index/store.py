@@ -177,18 +177,30 @@ def _read_info(path: Path) -> dict[str, Any]:
 
 
 def _load_normalised(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    return map_array(path, np.dtype(np.float32), shape)
+
+
+def map_array(path: Path, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Return the .npy file at `path` memory-mapped read-only, checked to hold
+    `dtype` in `shape` (None: any length on that axis). Raises BundleError
+    naming the file and the fix (`wordvec index` rebuilds index files)."""
     try:
-        normalised = np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise BundleError(
             f"cannot read {path}: {exc}; rebuild with `wordvec index`"
         ) from exc
-    if normalised.dtype != np.float32 or normalised.shape != shape:
+    fits = array.ndim == len(shape) and all(
+        want is None or have == want
+        for have, want in zip(array.shape, shape, strict=True)
+    )
+    if array.dtype != dtype or not fits:
+        expected = "x".join("N" if n is None else str(n) for n in shape)
         raise BundleError(
-            f"{path} holds {normalised.dtype} {normalised.shape}, expected float32 "
-            f"{shape}; rebuild it with `wordvec index`"
+            f"{path} holds {array.dtype} {array.shape}, expected {dtype} "
+            f"({expected}); rebuild it with `wordvec index`"
         )
-    return normalised
+    return array
 
 
 def _read_faiss(path: Path, shape: tuple[int, ...]) -> faiss.Index:
