@@ -1,11 +1,13 @@
-"""The ASGI middleware around every request: metrics, the body-size cap and
-the last-resort conversion of an unexpected exception into a 500 problem.
+"""The ASGI middleware around every request: metrics, the body-size cap,
+the `X-Worker-Pid` header and the last-resort conversion of an unexpected
+exception into a 500 problem.
 
 It is plain ASGI rather than Starlette's BaseHTTPMiddleware, which would
 copy each response through an extra task and stream.
 """
 
 import logging
+import os
 import time
 
 from starlette.exceptions import HTTPException
@@ -17,11 +19,17 @@ from app.core.metrics import observe_request
 
 logger = logging.getLogger(__name__)
 
+# Which server worker process answered: with several uvicorn workers, it
+# tells a client (or a load test) whose model version a response reflects.
+# /health shows the same pid.
+WORKER_PID_HEADER = b"x-worker-pid"
+
 
 class ServiceMiddleware:
     """Count and time each HTTP request by route template, refuse bodies over
-    the `max_body_bytes` setting with 413, and answer any exception that escaped the
-    exception handlers with a generic 500 problem (logged once, here)."""
+    the `max_body_bytes` setting with 413, name the answering process in
+    `X-Worker-Pid`, and answer any exception that escaped the exception
+    handlers with a generic 500 problem (logged once, here)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,6 +47,9 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                pid = str(os.getpid()).encode()
+                headers = [*message.get("headers", []), (WORKER_PID_HEADER, pid)]
+                message = {**message, "headers": headers}
             await send(message)
 
         limit = _body_limit(scope)
