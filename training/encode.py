@@ -6,6 +6,7 @@ corpus once: it numbers words in order of first appearance while counting
 them, then renumbers the ids file into vocabulary order block by block.
 """
 
+import contextlib
 import itertools
 import logging
 import os
@@ -247,15 +248,27 @@ class _AtomicIdsWriter:
         self._buffer = []
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self._flush()
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        try:
+            if exc_type is None:
+                self._flush()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+        except BaseException:
+            self._discard()
+            raise
+        if exc_type is not None:
+            self._discard()
+            return
         self._file.close()
-        if exc_type is None:
-            os.replace(self._temporary, self.path)
-        else:
-            self._temporary.unlink(missing_ok=True)
+        os.replace(self._temporary, self.path)
+
+    def _discard(self) -> None:
+        # Unlinked before closing, and closed whatever happens: on a full disk
+        # the close flushes the buffer and fails again, and an open descriptor
+        # would keep the space of the deleted file in use.
+        self._temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 @contextmanager

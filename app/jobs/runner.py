@@ -25,6 +25,7 @@ from typing import Any
 
 from app.core.config import Settings
 from app.jobs.store import Job, JobStore, LeaseLost
+from app.jobs.uploads import NO_SPACE_ERRNOS
 from app.registry import ModelRegistry
 from index.build import IndexConfig, build_index
 from training.errors import FinetuneCancelled, WordvecError
@@ -99,22 +100,27 @@ class JobRunner:
         )
         heartbeat.start()
         try:
-            self._attempt(attempt)
+            try:
+                self._attempt(attempt)
+            finally:
+                # Before the outcome is written: a disk filled by the half-built
+                # bundle must not stop the job table from recording the failure.
+                _discard_staging(attempt)
         except LeaseLost:
             logger.warning("job %s: lease lost; this attempt writes nothing", job_id)
         except FinetuneCancelled:
             self._stopped(attempt)
         except WordvecError as exc:
             self._end(attempt, str(exc), retry=False)
+        except OSError as exc:
+            logger.exception("job %s: attempt %d crashed", job_id, job.attempts)
+            self._end(attempt, _os_error_message(exc), retry=True)
         except Exception as exc:
             logger.exception("job %s: attempt %d crashed", job_id, job.attempts)
             self._end(attempt, f"unexpected {type(exc).__name__}: {exc}", retry=True)
         finally:
             stop_heartbeat.set()
             heartbeat.join()
-            # Published bundles were renamed away; whatever is left is unfinished.
-            if attempt.staging is not None and attempt.staging.exists():
-                shutil.rmtree(attempt.staging, ignore_errors=True)
 
     def _attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
@@ -228,6 +234,24 @@ class JobRunner:
             return
         if status == "queued":
             self.enqueue(job_id)
+
+
+def _os_error_message(exc: OSError) -> str:
+    # numpy reports a short write ("N requested and M written") without errno.
+    short_write = exc.errno is None and "requested and" in str(exc)
+    if exc.errno in NO_SPACE_ERRNOS or short_write:
+        return (
+            f"the data directory ran out of space while writing the new version "
+            f"({exc}); free some space (e.g. `wordvec models delete` unused "
+            "versions) and submit the job again"
+        )
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _discard_staging(attempt: _Attempt) -> None:
+    # Published bundles were renamed away; whatever is left is unfinished.
+    if attempt.staging is not None and attempt.staging.exists():
+        shutil.rmtree(attempt.staging, ignore_errors=True)
 
 
 def _rounded(value: float | None, digits: int) -> float | None:

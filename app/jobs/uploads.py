@@ -14,6 +14,7 @@ directory -> the caller commits the job row and answers.
 """
 
 import codecs
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -40,6 +41,8 @@ FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024
 MAX_FIELDS = 16
 READ_BLOCK = 1 << 20
+# Write errors that mean "no room for the upload", not a broken server.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class UploadTooLarge(ApiError):
@@ -52,6 +55,12 @@ class InvalidUpload(ApiError):
     status = 422
     type = "/problems/invalid-upload"
     title = "Invalid upload"
+
+
+class UploadStorageFull(ApiError):
+    status = 507
+    type = "/problems/insufficient-storage"
+    title = "Insufficient storage"
 
 
 class UnsupportedUpload(ApiError):
@@ -169,9 +178,15 @@ async def receive_upload(
                 )
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as exc:
         path.unlink(missing_ok=True)
         os.close(lock_fd)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            logger.error("no room for an upload in %s: %s", uploads_dir, exc)
+            raise UploadStorageFull(
+                "the server has no room to store the upload right now; nothing "
+                "was kept, so retry later or send a smaller (gzip) text"
+            ) from exc
         raise
     compressed = sink.head == GZIP_MAGIC or "gzip" in headers.get(
         "content-encoding", ""
