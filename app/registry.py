@@ -264,7 +264,13 @@ class ModelRegistry:
 
     def load_checked(self, version: str) -> VectorIndex:
         """Return `version` loaded for serving after the checks of `check`."""
-        path = self.get(version).path
+        try:
+            path = self.get(version).path
+        except (VersionNotFound, InvalidVersionName):
+            raise
+        except RegistryError as exc:
+            # An unreadable manifest fails the first check, like any damage.
+            raise ActivationRefused(_refusal(version, str(exc))) from exc
         try:
             return _checked_model(path, version)
         except WordvecError as exc:
