@@ -24,22 +24,20 @@ class LoadShedding:
         self.app = app
         self.limit = limit
         self.in_progress = 0
-        self._body = json.dumps(
-            {
-                "type": "/problems/overloaded",
-                "title": "Overloaded",
-                "status": 503,
-                "detail": f"this worker is already answering {limit} requests "
-                "(WORDVEC_MAX_CONCURRENT_REQUESTS); retry in a second",
-            }
-        ).encode()
+        self._problem = {
+            "type": "/problems/overloaded",
+            "title": "Overloaded",
+            "status": 503,
+            "detail": f"this worker is already answering {limit} requests "
+            "(WORDVEC_MAX_CONCURRENT_REQUESTS); retry in a second",
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
         if self.in_progress >= self.limit:
-            await self._refuse(send)
+            await self._refuse(scope["path"], send)
             return
         self.in_progress += 1
         try:
@@ -47,16 +45,17 @@ class LoadShedding:
         finally:
             self.in_progress -= 1
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, path: str, send: Send) -> None:
+        body = json.dumps({**self._problem, "instance": path}).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 503,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(self._body)).encode()),
+                    (b"content-length", str(len(body)).encode()),
                     (b"retry-after", b"1"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": self._body})
+        await send({"type": "http.response.body", "body": body})
