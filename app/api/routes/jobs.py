@@ -142,6 +142,7 @@ _UPLOAD_BODY: dict[str, Any] = {
             404: "No such base_version",
             409: "No data directory, or no active model",
             429: "Too many queued jobs, or fine-tunes this hour",
+            507: "No room on the server's disk for the upload; nothing was kept",
         },
     ),
     openapi_extra=_UPLOAD_BODY,
