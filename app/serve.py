@@ -92,6 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
             # and checked; uvicorn's 5 s default kills slow starters on a busy
             # machine or with a large model.
             timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
     finally:
         if metrics_dir is not None:

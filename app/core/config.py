@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    # Longer than clients' and proxies' idle timeouts (httpx 5 s, nginx 60 s
+    # upstream): when both ends drop an idle connection at the same moment, a
+    # client may send a request on a connection the server is closing and
+    # get a reset instead of an answer. The server should be the last to let go.
+    keep_alive_seconds: int = Field(
+        default=75,
+        gt=0,
+        description="seconds an idle keep-alive connection stays open",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     api_key: SecretStr | None = Field(
         default=None, description="bearer token for the endpoints that change state"
