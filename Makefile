@@ -10,7 +10,7 @@ DATA ?= var/wordvec
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run model test lint typecheck pytest bench clean
+.PHONY: install run model test lint typecheck pytest bench reliability clean
 
 $(STAMP): pyproject.toml setup.py training/native/word2vec_kernel.cpp
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wordvec needs Python 3.11 or newer")'
@@ -54,6 +54,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The long run of RELIABILITY.md: the API fuzzed with 1000 cases per operation,
+# then every fault and load scenario with real processes (some 15 minutes).
+reliability: $(STAMP)
+	$(BIN)/python benchmarks/fuzz_api.py --examples 1000
+	$(BIN)/python benchmarks/reliability.py --json reliability.json
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_vs_gensim.py
