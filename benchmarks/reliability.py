@@ -891,6 +891,7 @@ def load_with_switches(
         p99_ms=_ms(percentile(latencies, 99)),
         max_ms=_ms(max(latencies, default=None)),
         versions_served=sorted({s.version or "" for s in samples}, key=rank.get),
+        versions_backwards=len(backwards),
         workers=len({s.pid for s in samples}),
         finetune_status=done.get("status"),
         finetune_seconds=_job_seconds(done),

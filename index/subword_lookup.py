@@ -52,7 +52,9 @@ def load_subword_model(bundle_path: Path) -> SubwordModel | None:
     if not settings:
         return None
     try:
-        vectors = np.load(bundle_path / SUBWORD_VECTORS, mmap_mode="r")
+        vectors = np.load(
+            bundle_path / SUBWORD_VECTORS, mmap_mode="r", allow_pickle=False
+        )
         min_n, max_n = int(settings["min_n"]), int(settings["max_n"])
         buckets = int(settings["buckets"])
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -5,6 +5,11 @@ A pile-up helps nobody: every queued request waits longer than its client
 will, and the worker's memory grows with the queue. The limit counts this
 process's requests only (each uvicorn worker has its own); health and
 metrics stay exempt so that probes see the truth while the API sheds.
+
+TODO: a refusal waits for the same event loop and GIL as the requests being
+answered, so under heavy load a 503 takes hundreds of milliseconds
+(RELIABILITY.md); refusing in a front proxy with a connection limit would
+make it immediate.
 """
 
 import json
