@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from app.jobs.store import JobStore
 from app.jobs.worker import job_store
 from app.registry import ModelRegistry
 from index.build import IndexConfig
+from tests.app.conftest import free_port, stop_process, wordvec_command
 
 API_KEY = "reliability-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -85,17 +85,6 @@ class Outcome:
 
 
 # -- processes ----------------------------------------------------------------
-
-
-def wordvec_command() -> list[str]:
-    script = Path(sys.executable).parent / "wordvec"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(
@@ -234,15 +223,7 @@ class Lab:
     def close(self) -> None:
         """Stop every process this lab started (SIGCONT first, for stopped ones)."""
         for worker in self.workers:
-            if worker.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.send_signal(signal.SIGCONT)
-                    worker.send_signal(signal.SIGINT)
-                try:
-                    worker.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            stop_process(worker)
         for server in self.servers:
             server.stop()
 

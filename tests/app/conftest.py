@@ -1,7 +1,9 @@
 """Fixtures for the HTTP service: a small bundle with known structure, the
 app in-process through TestClient, and the real server under uvicorn."""
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -177,12 +179,23 @@ def running_server(
         wait_until_ready(url, process, log, ready_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGTERM, timeout=10)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], how: int = signal.SIGINT, timeout: float = 15
+) -> None:
+    """Send `how` to `process` if it still runs (SIGCONT first, in case it was
+    stopped), and SIGKILL it if it has not exited `timeout` seconds later."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
+            process.send_signal(how)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_ready(
@@ -233,3 +246,19 @@ def corrupt_vectors(bundle: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="session")
+def reliability_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model of benchmarks/reliability.py's fault scenarios (seconds)."""
+    from benchmarks.reliability import tiny_base_bundle
+
+    return tiny_base_bundle(tmp_path_factory.mktemp("reliability"))
+
+
+@pytest.fixture(scope="session")
+def reliability_words(reliability_base: Path) -> list[str]:
+    """Query words of `reliability_base`'s vocabulary."""
+    from benchmarks.reliability import vocabulary_words
+
+    return vocabulary_words(reliability_base)

@@ -11,17 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import reliability
-from benchmarks.reliability import Outcome, lab, tiny_base_bundle, vocabulary_words
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_base_bundle(tmp_path_factory.mktemp("faults"))
-
-
-@pytest.fixture(scope="module")
-def words(base: Path) -> list[str]:
-    return vocabulary_words(base)
+from benchmarks.reliability import Outcome, lab
 
 
 def run_scenario(name: str, root: Path, base: Path, words: list[str]) -> Outcome:
@@ -31,40 +21,50 @@ def run_scenario(name: str, root: Path, base: Path, words: list[str]) -> Outcome
 
 
 def test_worker_killed_on_every_attempt_fails_the_job_and_the_next_one_runs(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    outcome = run_scenario("worker_killed_repeatedly", tmp_path, base, words)
+    outcome = run_scenario(
+        "worker_killed_repeatedly", tmp_path, reliability_base, reliability_words
+    )
     assert outcome.failed_checks == []
     assert outcome.figures["attempts"] == 3
 
 
 def test_job_accepted_before_the_api_is_killed_runs_after_a_restart(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    outcome = run_scenario("api_killed_after_accept", tmp_path, base, words)
+    outcome = run_scenario(
+        "api_killed_after_accept", tmp_path, reliability_base, reliability_words
+    )
     assert outcome.failed_checks == []
 
 
 def test_upload_cut_by_killing_the_api_leaves_no_job_and_no_file(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    outcome = run_scenario("api_killed_mid_upload", tmp_path, base, words)
+    outcome = run_scenario(
+        "api_killed_mid_upload", tmp_path, reliability_base, reliability_words
+    )
     assert outcome.failed_checks == []
     assert outcome.figures["bytes_received_before_kill"] > 0
 
 
 def test_stopped_worker_cannot_overwrite_the_job_another_worker_finished(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    outcome = run_scenario("stopped_worker_is_fenced", tmp_path, base, words)
+    outcome = run_scenario(
+        "stopped_worker_is_fenced", tmp_path, reliability_base, reliability_words
+    )
     assert outcome.failed_checks == []
     assert outcome.figures["attempts"] == 2
 
 
 def test_truncated_or_corrupt_versions_are_refused_and_the_old_one_answers(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    outcome = run_scenario("corrupt_versions_are_refused", tmp_path, base, words)
+    outcome = run_scenario(
+        "corrupt_versions_are_refused", tmp_path, reliability_base, reliability_words
+    )
     assert outcome.failed_checks == []
 
 
@@ -85,13 +85,13 @@ def _can_mount(tmp_path: Path) -> str | None:
 
 
 def test_full_disk_refuses_the_upload_and_fails_the_job_leaving_nothing(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
     # TODO: without root (or mount rights) this skips; a fallback with
     # RLIMIT_FSIZE on the server and worker would cover such CI runners.
     reason = _can_mount(tmp_path)
     if reason is not None:
         pytest.skip(reason)
-    outcome = reliability.disk_full(tmp_path, base, words)
+    outcome = reliability.disk_full(tmp_path, reliability_base, reliability_words)
     assert outcome.failed_checks == []
     assert outcome.figures["upload_status"] == 507

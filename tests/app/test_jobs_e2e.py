@@ -17,7 +17,7 @@ import pytest
 
 from app.registry import ModelRegistry
 from index.build import IndexConfig
-from tests.app.conftest import running_server, wordvec_command
+from tests.app.conftest import running_server, stop_process, wordvec_command
 from tests.conftest import GLUE_WORDS, TOPICS, write_tiny_corpus
 from training.config import TrainConfig
 from training.trainer import train
@@ -91,13 +91,7 @@ def running_worker(data_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")

@@ -5,28 +5,16 @@ versions of the scenarios `benchmarks/reliability.py` runs for minutes."""
 
 from pathlib import Path
 
-import pytest
-
 from benchmarks import reliability
-from benchmarks.reliability import lab, tiny_base_bundle, vocabulary_words
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_base_bundle(tmp_path_factory.mktemp("load"))
-
-
-@pytest.fixture(scope="module")
-def words(base: Path) -> list[str]:
-    return vocabulary_words(base)
+from benchmarks.reliability import lab
 
 
 def test_similar_under_load_fails_nothing_while_versions_switch(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    with lab(tmp_path, base, "switches") as the_lab:
+    with lab(tmp_path, reliability_base, "switches") as the_lab:
         outcome = reliability.load_with_switches(
-            the_lab, words, seconds=10, concurrency=64, upload_tokens=20_000
+            the_lab, reliability_words, seconds=10, concurrency=64, upload_tokens=20_000
         )
     assert outcome.failed_checks == []
     figures = outcome.figures
@@ -37,18 +25,18 @@ def test_similar_under_load_fails_nothing_while_versions_switch(
 
 
 def test_overload_is_shed_with_503_and_the_service_recovers(
-    tmp_path: Path, base: Path, words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
 ) -> None:
-    with lab(tmp_path, base, "overload") as the_lab:
-        outcome = reliability.overload(the_lab, words, seconds=5, limit=4)
+    with lab(tmp_path, reliability_base, "overload") as the_lab:
+        outcome = reliability.overload(the_lab, reliability_words, seconds=5, limit=4)
     assert outcome.failed_checks == []
     assert outcome.figures["with_limit"]["statuses"][503] > 0
 
 
 def test_streaming_a_large_upload_keeps_the_api_memory_flat(
-    tmp_path: Path, base: Path
+    tmp_path: Path, reliability_base: Path
 ) -> None:
-    with lab(tmp_path, base, "memory") as the_lab:
+    with lab(tmp_path, reliability_base, "memory") as the_lab:
         outcome = reliability.upload_memory(the_lab, megabytes=64)
     assert outcome.failed_checks == []
     assert outcome.figures["peak_growth_mb"] < 32
