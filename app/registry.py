@@ -12,7 +12,9 @@ old state or the new one, plus at most a leftover in staging/ or a hidden
 `.<version>.old-<hex>` directory that `clean_staging` removes.
 """
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +22,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,9 @@ logger = logging.getLogger(__name__)
 # name never leaves models/.
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ACTIVE_FILE = "active"
+# flock'd around the switch of `active` and the removal of a version, so that
+# a version cannot be deleted while it is being activated.
+LOCK_FILE = "registry.lock"
 # Neighbours asked of a version's index before it may be served.
 _CHECK_K = 10
 
@@ -287,31 +293,41 @@ class ModelRegistry:
         within their reload interval. Raises VersionNotFound,
         ActivationRefused (the active version is then unchanged)."""
         self.check(version)
-        with atomic_file(self.active_file) as f:
-            f.write(f"{version}\n".encode())
+        with self._locked():
+            # A delete may have removed it while it was being checked.
+            self.get(version)
+            with atomic_file(self.active_file) as f:
+                f.write(f"{version}\n".encode())
         logger.info("activated version %s", version)
 
     def delete(self, version: str) -> None:
         """Remove the published `version`. Raises VersionActive for the active
         one, VersionNotFound. Servers that still map its files keep them until
         they switch (deleted files stay readable while mapped)."""
-        path = self.get(version).path
-        # TODO: an activation of this version between this check and the
-        # rename below leaves `active` naming a deleted version (workers keep
-        # their model and report it); a lock file shared by activate and
-        # delete would close the gap.
-        if version == self.active_version():
-            raise VersionActive(
-                f"version {version!r} is active; activate another version first "
-                "(`wordvec models activate VERSION`), then delete it"
-            )
-        # Renamed first so that a crash in rmtree leaves a hidden leftover
-        # that list skips and clean_staging removes, never half a version.
-        discarded = temporary_sibling(path, "old")
-        os.rename(path, discarded)
-        fsync_directory(self.models_dir)
+        with self._locked():
+            path = self.get(version).path
+            if version == self.active_version():
+                raise VersionActive(
+                    f"version {version!r} is active; activate another version "
+                    "first (`wordvec models activate VERSION`), then delete it"
+                )
+            # Renamed first so that a crash in rmtree leaves a hidden leftover
+            # that list skips and clean_staging removes, never half a version.
+            discarded = temporary_sibling(path, "old")
+            os.rename(path, discarded)
+            fsync_directory(self.models_dir)
         shutil.rmtree(discarded)
         logger.info("deleted version %s", version)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Held for a rename or two, never across a check or a load.
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def clean_staging(self, older_than: float = 0.0) -> list[Path]:
         """Remove what interrupted jobs and deletes left behind: entries of

@@ -140,6 +140,27 @@ def test_delete_removes_a_version_but_refuses_the_active_one(
         registry.delete("v2")
 
 
+class DeletedWhileChecked(ModelRegistry):
+    """A registry whose activation check is overtaken by another process
+    deleting the version, the interleaving a lock must make harmless."""
+
+    def check(self, version: str) -> None:
+        super().check(version)
+        ModelRegistry(self.data_dir).delete(version)
+
+
+def test_a_version_deleted_during_its_activation_never_becomes_active(
+    registry: ModelRegistry,
+) -> None:
+    add_version(registry, "v1", activate=True)
+    add_version(registry, "v2")
+    racing = DeletedWhileChecked(registry.data_dir)
+    with pytest.raises(VersionNotFound):
+        racing.activate("v2")
+    assert registry.active_version() == "v1"
+    assert [v.version for v in registry.versions()] == ["v1"]
+
+
 def test_publish_moves_a_staged_bundle_into_place(registry: ModelRegistry) -> None:
     staging = registry.staging_path("v7")
     assert staging.parent == registry.staging_dir and not staging.exists()
