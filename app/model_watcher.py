@@ -8,6 +8,11 @@ checksum, the index, a test query) on the thread, then swaps it into the
 none of them. A version that fails its checks is never served: the error
 goes to /health, the old model stays, and the same version is tried again
 only after a back-off (or at once if `active` names another version).
+
+A worker that has no model yet (it just started) and finds the active
+version failing its checks serves the last version any worker loaded and
+checked (DATA_DIR/last-good) instead of nothing; /health then shows the
+two versions and the error.
 """
 
 import logging
@@ -74,20 +79,36 @@ class ModelWatcher:
             return
         if not self._may_try(active):
             return
-        # TODO: a worker that starts while `active` names a version failing its
-        # checks has no model to keep and answers 503; falling back to the
-        # newest version that passes would serve one nobody activated, so
-        # that needs a recorded "last good" version in DATA_DIR first.
         logger.info("loading version %s (served: %s)", active, self.served_version)
         try:
             model = self.registry.load_checked(active)
         except RegistryError as exc:
+            if self.served_version is None:
+                self._fall_back(active)
             self._record_failure(active, str(exc))
             return
         self.holder.swap(model)
         self.served_version = active
         self._failed_version = None
         self._retry_delay = FIRST_RETRY_DELAY
+        self.registry.record_good(active)
+
+    def _fall_back(self, failed: str) -> None:
+        good = self.registry.last_good_version()
+        if good is None or good == failed:
+            return
+        try:
+            model = self.registry.load_checked(good)
+        except RegistryError as exc:
+            logger.error("the last good version %s fails too: %s", good, exc)
+            return
+        self.holder.swap(model)
+        self.served_version = good
+        logger.warning(
+            "serving the last good version %s: the active version %s fails its checks",
+            good,
+            failed,
+        )
 
     def start(self) -> None:
         """Poll on a daemon thread every `interval` seconds until `stop`."""

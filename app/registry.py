@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 # name never leaves models/.
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ACTIVE_FILE = "active"
+# The version a server last loaded and checked: what a worker starting while
+# `active` names a damaged version serves instead of nothing.
+LAST_GOOD_FILE = "last-good"
 # flock'd around the switch of `active` and the removal of a version, so that
 # a version cannot be deleted while it is being activated.
 LOCK_FILE = "registry.lock"
@@ -180,6 +183,28 @@ class ModelRegistry:
     def active_version(self) -> str | None:
         """Return what DATA_DIR/active names, or None when nothing is active."""
         return read_active_version(self.data_dir)
+
+    def last_good_version(self) -> str | None:
+        """Return the version a server last loaded and checked (see
+        `record_good`), or None when none has been or the record is unreadable."""
+        try:
+            text = (self.data_dir / LAST_GOOD_FILE).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text.strip() or None
+
+    def record_good(self, version: str) -> None:
+        """Note that `version` passed a server's load checks. Best effort: a
+        failure to write is logged, since serving must not depend on it."""
+        if self.last_good_version() == version:
+            return
+        try:
+            with atomic_file(self.data_dir / LAST_GOOD_FILE) as f:
+                f.write(f"{version}\n".encode())
+        except OSError as exc:
+            logger.warning(
+                "cannot record %s as the last good version: %s", version, exc
+            )
 
     def new_version_name(self) -> str:
         """Return an unused name that sorts by creation time to the second,

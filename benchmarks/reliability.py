@@ -550,7 +550,8 @@ def stopped_worker_is_fenced(the_lab: Lab, words: list[str]) -> Outcome:
 
 def corrupt_versions_are_refused(the_lab: Lab, words: list[str]) -> Outcome:
     """Activate truncated and corrupt versions: each is refused, by the API
-    and by the CLI, and the old version goes on answering every query."""
+    and by the CLI, and the old version goes on answering every query, also
+    after a restart while `active` names a damaged version."""
     out = Outcome("corrupt_versions_are_refused")
     base = the_lab.registry.get("base").path
     damages = {
@@ -582,11 +583,32 @@ def corrupt_versions_are_refused(the_lab: Lab, words: list[str]) -> Outcome:
             lambda: _health_errors(api, 2), 30, "both workers reporting the failure"
         )
         answers = [served(api, word) for word in words[:50]]
+    # A restart (a crash, a scale-up) finds no model in the new workers: they
+    # serve the last version a worker loaded and checked.
+    server.kill()
+    server = the_lab.start_server(workers=2)
+    with fresh_connections(server.url) as api:
+        after_restart = [served(api, word) for word in words[:50]]
+        health = [api.get("/health").json() for _ in range(10)]
     out.figures["api_statuses"] = refused
     out.figures["queries_after_bad_activation"] = len(answers)
+    out.figures["queries_after_restart"] = len(after_restart)
     out.expect(all(400 <= s < 500 for s in refused), f"API answered {refused}")
     out.expect(all(e for e in errors), "a worker hides the failed load")
     out.expect(answers == [(200, "base")] * len(answers), "a query failed or left base")
+    out.expect(
+        after_restart == [(200, "base")] * len(after_restart),
+        "after a restart a query failed or left base",
+    )
+    out.expect(
+        all(
+            h["model_version"] == "base"
+            and h["active_version"] == "truncated-vectors"
+            and h["last_load_error"]
+            for h in health
+        ),
+        "after a restart /health hides the fallback",
+    )
     return out
 
 

@@ -318,6 +318,41 @@ def test_watcher_waits_serves_keeps_the_old_version_and_backs_off(
     assert holder.current.version == "v1"
 
 
+def test_a_starting_worker_serves_the_last_good_version_while_active_fails(
+    registry: ModelRegistry,
+) -> None:
+    add_version(registry, "v1", activate=True)
+    ModelWatcher(ModelHolder(), registry.data_dir, interval=0.1).poll()
+    assert registry.last_good_version() == "v1"
+    corrupt_vectors(add_version(registry, "v2"))
+    registry.active_file.write_text("v2\n")
+
+    # A worker started now (after a crash, a scale-up) has no model to keep.
+    holder = ModelHolder()
+    watcher = ModelWatcher(holder, registry.data_dir, interval=0.1)
+    watcher.poll()
+    assert holder.current.version == "v1"
+    assert "fails its SHA-256" in (holder.last_load_error or "")
+    assert registry.last_good_version() == "v1"
+
+    # The active version repaired (re-published under a new name) is served.
+    add_version(registry, "v3", activate=True)
+    watcher.poll()
+    assert holder.current.version == "v3" and holder.last_load_error is None
+    assert registry.last_good_version() == "v3"
+
+
+def test_without_a_last_good_version_a_damaged_active_one_serves_nothing(
+    registry: ModelRegistry,
+) -> None:
+    corrupt_vectors(add_version(registry, "v1"))
+    registry.active_file.write_text("v1\n")
+    holder = ModelHolder()
+    ModelWatcher(holder, registry.data_dir, interval=0.1).poll()
+    assert holder.peek() is None and holder.state == "error"
+    assert "fails its SHA-256" in (holder.last_load_error or "")
+
+
 def test_a_damaged_index_file_is_refused_on_activation(
     registry: ModelRegistry,
 ) -> None:
