@@ -29,6 +29,8 @@ from tests.conftest import write_tiny_corpus
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 WORDVEC_SERVICES = ("init", "api", "worker")
+# Where the worker service notes that it is alive, inside its container.
+ALIVE_FILE = "/tmp/wordvec-worker.alive"
 DATA_VOLUME = "wordvec-data:/data"
 SECRET_PATH = "/run/secrets/api_key"
 
@@ -111,8 +113,11 @@ def test_api_health_check_matches_the_images(
     assert api_check["test"][0] == "CMD"
     assert api_check["test"][1:] == exec_form(image_check)
     assert "/health'" in api_check["test"][-1]
-    for name in ("init", "worker"):
-        assert compose["services"][name]["healthcheck"] == {"disable": True}
+    assert compose["services"]["init"]["healthcheck"] == {"disable": True}
+    worker_check = compose["services"]["worker"]["healthcheck"]
+    assert worker_check["test"][:2] == ["CMD", "python"]
+    assert ALIVE_FILE in worker_check["test"][-1]
+    assert ALIVE_FILE in compose["services"]["worker"]["command"]
 
 
 def test_settings_come_from_the_environment_not_the_file(
@@ -344,6 +349,7 @@ def stack_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "/data": str(root / "data"),
         "/app/data/corpus": str(corpus),
         "0.0.0.0": "127.0.0.1",
+        ALIVE_FILE: str(root / "worker.alive"),
     }
 
 
@@ -460,16 +466,33 @@ def test_worker_command_runs_against_the_data_directory(
         process = subprocess.Popen(
             command, stdout=log_file, stderr=log_file, env=stack_env()
         )
+    alive = Path(stack_paths[ALIVE_FILE])
     try:
         deadline = time.monotonic() + 20
-        while "taking jobs from" not in log.read_text():
+        while "taking jobs from" not in log.read_text() or not alive.exists():
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         assert stack_paths["/data"] in log.read_text()
+        assert run_worker_health_check(compose, stack_paths) == 0
     finally:
         # The service's stop signal: finish the current job, then exit.
         assert compose["services"]["worker"]["stop_signal"] == "SIGINT"
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
     assert "Consumer exiting" in log.read_text()
+    # A worker that stopped touching the file for over a minute is unhealthy.
+    stale = time.time() - 120
+    os.utime(alive, (stale, stale))
+    assert run_worker_health_check(compose, stack_paths) != 0
+    alive.unlink()
+    assert run_worker_health_check(compose, stack_paths) != 0
+
+
+def run_worker_health_check(compose: dict[str, Any], paths: dict[str, str]) -> int:
+    test = compose["services"]["worker"]["healthcheck"]["test"]
+    code = test[-1].replace(ALIVE_FILE, paths[ALIVE_FILE])
+    result = subprocess.run(
+        [sys.executable, *test[2:-1], code], capture_output=True, check=False
+    )
+    return result.returncode

@@ -41,6 +41,13 @@ def add_worker_parser(subparsers: Any) -> None:
         help="data directory shared with `wordvec serve --data-dir` "
         "(default: WORDVEC_DATA_DIR)",
     )
+    p.add_argument(
+        "--alive-file",
+        type=Path,
+        help="touch this file after each sweep of the job table (every few "
+        "seconds while the worker and its database are fine), for a health "
+        "check that tests its age; keep it local to the worker, not shared",
+    )
     p.set_defaults(handler=run_worker)
 
 
@@ -60,7 +67,7 @@ def run_worker(args: argparse.Namespace) -> int:
     store = job_store(settings.data_dir)
     queue = make_queue(settings.data_dir, settings.queue_url)
     queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)
-    sweeper = Sweeper(store, queue, settings.job_lease)
+    sweeper = Sweeper(store, queue, settings.job_lease, alive_file=args.alive_file)
     sweeper.start()
     logger.info("worker %s taking jobs from %s", worker_name(), settings.data_dir)
     try:
@@ -79,13 +86,25 @@ def job_store(data_dir: Path) -> JobStore:
 
 class Sweeper(threading.Thread):
     """Every few seconds, recovers jobs whose worker died or whose queue
-    message was lost (see `JobStore.sweep`) and sends them to the queue again."""
+    message was lost (see `JobStore.sweep`) and sends them to the queue again.
 
-    def __init__(self, store: JobStore, queue: JobQueue, lease: float) -> None:
+    With `alive_file`, it touches that file after each sweep that worked, so
+    that a health check can tell a live worker (a recent file) from one
+    whose process hangs or whose job table cannot be reached (a stale one).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        lease: float,
+        alive_file: Path | None = None,
+    ) -> None:
         super().__init__(name="job-sweeper", daemon=True)
         self.store = store
         self.queue = queue
         self.lease = lease
+        self.alive_file = alive_file
         self.interval = min(max(lease / 4, 0.5), 10.0)
         self._stop_event = threading.Event()
 
@@ -95,10 +114,20 @@ class Sweeper(threading.Thread):
                 for job_id in self.store.sweep(self.lease):
                     logger.info("job %s sent to the queue again", job_id)
                     self.queue.enqueue(job_id)
+                self._touch()
             except Exception:
                 logger.exception("sweeping the job table failed; retrying")
             if self._stop_event.wait(self.interval):
                 return
+
+    def _touch(self) -> None:
+        if self.alive_file is None:
+            return
+        try:
+            # Creates the file, or sets its times to now.
+            self.alive_file.touch()
+        except OSError as exc:
+            logger.warning("cannot touch %s: %s", self.alive_file, exc)
 
     def stop(self) -> None:
         self._stop_event.set()
