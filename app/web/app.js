@@ -156,12 +156,15 @@ async function drawPlot(answer) {
     words.map((w) => callApi(`/vectors/${encodeURIComponent(w)}`)));
   const points = projectTo2d(answers.map((a) => a.vector));
   const scores = new Map(answer.neighbours.map((n) => [n.word, n.score]));
-  byId("plot").replaceChildren(plotSvg(words, points, scores));
+  const svg = plotSvg(words, points, scores);
+  byId("plot").replaceChildren(svg);
   byId("plot-caption").textContent =
     `“${answer.word}” and its ${answer.neighbours.length} nearest words, ` +
     `placed by the first two principal components of their vectors ` +
     `(model ${answer.model_version}).`;
   byId("plot-figure").hidden = false;
+  // Text can be measured only once it is displayed.
+  separateLabels(svg);
 }
 
 // Principal component analysis of the rows of `vectors` (n rows of d
@@ -226,9 +229,6 @@ function svgElement(name, attributes) {
   return element;
 }
 
-// TODO: labels of points that sit close together overlap (common with small
-// models, which put a whole topic on one spot); nudging labels apart after
-// placing them would fix it. Hovering a point shows its word meanwhile.
 function plotSvg(words, points, scores) {
   const svg = svgElement("svg", {
     viewBox: `0 0 ${PLOT.width} ${PLOT.height}`,
@@ -251,6 +251,45 @@ function plotSvg(words, points, scores) {
     svg.append(group);
   });
   return svg;
+}
+
+// Points close together (small models put a whole topic on one spot) would
+// print their words over each other. Taking the labels from the top down,
+// each one moves down until it clears the labels already placed, and a thin
+// line joins a moved label to its point. The drawing grows to fit.
+function separateLabels(svg) {
+  const gap = 1;
+  const labels = [...svg.querySelectorAll("g.point text")]
+    .map((text) => ({ text, box: text.getBBox() }))
+    .sort((a, b) => a.box.y - b.box.y || a.box.x - b.box.x);
+  const placed = [];
+  for (const label of labels) {
+    const { box } = label;
+    let shift = 0;
+    for (let tries = 0; tries < labels.length; tries++) {
+      const top = box.y + shift;
+      const blocker = placed.find((other) =>
+        box.x < other.x + other.width && other.x < box.x + box.width &&
+        top < other.y + other.height + gap && other.y < top + box.height + gap);
+      if (!blocker) break;
+      shift = blocker.y + blocker.height + gap - box.y;
+    }
+    if (shift > 0) {
+      label.text.setAttribute("y", Number(label.text.getAttribute("y")) + shift);
+      const dot = label.text.parentNode.querySelector("circle");
+      const leader = svgElement("line", {
+        class: "leader",
+        x1: dot.getAttribute("cx"),
+        y1: dot.getAttribute("cy"),
+        x2: box.x - 2,
+        y2: box.y + shift + box.height / 2,
+      });
+      label.text.parentNode.insertBefore(leader, label.text);
+    }
+    placed.push({ x: box.x, y: box.y + shift, width: box.width, height: box.height });
+  }
+  const bottom = Math.max(PLOT.height, ...placed.map((b) => b.y + b.height + 4));
+  svg.setAttribute("viewBox", `0 0 ${PLOT.width} ${bottom}`);
 }
 
 // Return a function mapping [x, y] data points into the plot, keeping the

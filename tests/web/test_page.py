@@ -55,6 +55,33 @@ def test_plot_spreads_points_apart(page: Page) -> None:
     assert not any("NaN" in f"{x}{y}" for x, y in centres)
 
 
+# Pairs of word labels in the plot whose rendered boxes intersect.
+OVERLAPPING_LABELS = """svg => {
+  const boxes = [...svg.querySelectorAll("g.point text")].map(t => t.getBBox());
+  const pairs = [];
+  boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+    if (a.x < b.x + b.width && b.x < a.x + a.width &&
+        a.y < b.y + b.height && b.y < a.y + a.height) pairs.push([a, b]);
+  }));
+  return pairs.length;
+}"""
+
+
+@pytest.mark.parametrize("word", ["king", "queen", "cat", "apple"])
+def test_plot_labels_do_not_overlap(page: Page, word: str) -> None:
+    search(page, word)
+    expect(page.locator("#plot svg g.point")).to_have_count(11, timeout=WAIT_MS)
+    svg = page.locator("#plot svg")
+    assert svg.evaluate(OVERLAPPING_LABELS) == 0
+    # Every label stays inside the drawing.
+    view_height = float(svg.get_attribute("viewBox").split()[3])
+    bottoms = svg.evaluate(
+        "svg => [...svg.querySelectorAll('g.point text')]"
+        ".map(t => t.getBBox().y + t.getBBox().height)"
+    )
+    assert max(bottoms) <= view_height
+
+
 def test_clicking_a_neighbour_searches_for_it(page: Page) -> None:
     search(page, "king")
     first = page.locator("#neighbours li button.word").first
