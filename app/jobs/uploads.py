@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.core.errors import ApiError
@@ -270,12 +271,18 @@ async def _receive_multipart(
         },
     )
     received = 0
-    async for chunk in body:
-        received += len(chunk)
-        if received > max_bytes:
-            raise _too_large(received, max_bytes, partial=True)
-        parser.write(chunk)
-    parser.finalize()
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(received, max_bytes, partial=True)
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise InvalidUpload(
+            f"the multipart body is malformed ({exc}); let your HTTP client build "
+            "the multipart request (e.g. curl -F file=@text.txt)"
+        ) from exc
     if not seen_file:
         raise InvalidUpload(
             f"the multipart body has no field named '{FILE_FIELD}'; send the text as "

@@ -98,6 +98,15 @@ def test_other_media_types_and_missing_file_field_are_refused(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
+def test_malformed_multipart_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
+    # Found by schemathesis: a carriage return inside a part's header line.
+    boundary = "c7314c0abe4d64c94e141c4bd2819f18"
+    body = f"--{boundary}\r\n-3.30e+73--{boundary}--\r\n".encode()
+    with pytest.raises(InvalidUpload, match="malformed"):
+        receive(body, f"multipart/form-data; boundary={boundary}", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
