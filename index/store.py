@@ -18,6 +18,7 @@ from index.searchers import FlatSearcher, HnswSearcher, IvfPqSearcher, Searcher
 from training.bundle import VECTORS, check_listed_files
 from training.durable import (
     fsync_directory,
+    replace_directory,
     sha256_file,
     temporary_sibling,
     write_json,
@@ -40,10 +41,13 @@ _MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 def write_index_dir(bundle_path: Path, write_contents: Callable[[Path], None]) -> Path:
     """Fill a new index directory with `write_contents` and swap it into place.
 
-    The directory is built as `BUNDLE/.index.tmp-<hex>`, fsynced, and renamed
-    to `BUNDLE/index` after the old one is renamed to `.index.old-<hex>`;
-    the old one is then deleted. If `write_contents` raises, the old index
-    is untouched. Returns the new directory's path.
+    The directory is built as `BUNDLE/.index.tmp-<hex>`, fsynced, and
+    exchanged with `BUNDLE/index` in one step (Linux renameat2), so a reader
+    always finds one whole index; the old one is then deleted. Where the
+    exchange is unsupported, the old index is renamed away first, leaving a
+    moment without `index/` (a loader then searches exactly). If
+    `write_contents` raises, the old index is untouched. Returns the new
+    directory's path.
     """
     final = bundle_path / INDEX_DIR
     temporary = temporary_sibling(final, "tmp")
@@ -51,14 +55,7 @@ def write_index_dir(bundle_path: Path, write_contents: Callable[[Path], None]) -
     try:
         write_contents(temporary)
         fsync_directory(temporary)
-        old = None
-        # TODO: between these two renames there is no index/, and a loader
-        # then falls back to exact search built at load. renameat2 with
-        # RENAME_EXCHANGE (Linux >= 3.15, via ctypes) would swap atomically.
-        if final.exists():
-            old = temporary_sibling(final, "old")
-            os.rename(final, old)
-        os.rename(temporary, final)
+        old = replace_directory(temporary, final)
         fsync_directory(bundle_path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

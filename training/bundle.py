@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from training.durable import fsync_directory, sha256_file, temporary_sibling, write_json
+from training.durable import (
+    fsync_directory,
+    replace_directory,
+    sha256_file,
+    temporary_sibling,
+    write_json,
+)
 from training.errors import BundleError
 from training.vocabulary import Vocabulary
 
@@ -191,10 +197,9 @@ def write_bundle(
     vocab_size, dim and files are filled in. The bundle is built in a
     temporary sibling directory, fsynced and renamed into place.
 
-    With `overwrite`, an existing bundle is first renamed aside and deleted
-    after the new one is in place: between the two renames (two system
-    calls) `output_dir` does not exist, and a crash there leaves the old
-    bundle under `.<name>.old-<hex>`. Raises BundleError for bad arrays,
+    With `overwrite`, an existing bundle trades places with the new one in
+    one step and is then deleted (on systems without renameat2, two renames:
+    see `training.durable.replace_directory`). Raises BundleError for bad arrays,
     a manifest that is not JSON, an existing `output_dir` without
     `overwrite`, or one that is not a bundle (never deleted).
     """
@@ -266,18 +271,9 @@ def _check_replaceable(output_dir: Path, overwrite: bool) -> None:
 
 
 def _move_into_place(temporary: Path, output_dir: Path, overwrite: bool) -> None:
-    old = None
-    if output_dir.exists():
-        if not overwrite:
-            raise BundleError(f"{output_dir} appeared while the bundle was written")
-        old = temporary_sibling(output_dir, "old")
-        os.rename(output_dir, old)
-    try:
-        os.rename(temporary, output_dir)
-    except OSError:
-        if old is not None:
-            os.rename(old, output_dir)
-        raise
+    if output_dir.exists() and not overwrite:
+        raise BundleError(f"{output_dir} appeared while the bundle was written")
+    old = replace_directory(temporary, output_dir)
     fsync_directory(output_dir.parent)
     if old is not None:
         shutil.rmtree(old)

@@ -2,6 +2,7 @@
 replacement, and how `auto` picks a kind."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from index.kinds import choose_kind
 from index.search import VectorIndex
 from index.store import verify_index
 from tests.index.conftest import PRECOMPUTED_WORDS
+from training.durable import exchange_paths
 from training.errors import BundleError, ConfigError
 
 
@@ -97,6 +99,43 @@ def test_rebuild_replaces_the_index_and_leaves_no_temporary_directory(
     build_index(bundle_path, IndexConfig(kind="flat"))
     build_index(bundle_path, IndexConfig(kind="hnsw", recall_sample=100))
     assert VectorIndex.load(bundle_path).index_info["kind"] == "hnsw"
+    assert [p.name for p in bundle_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_exchange_swaps_two_directories_in_one_step(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "from-a").write_text("a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "from-b").write_text("b")
+    assert exchange_paths(tmp_path / "a", tmp_path / "b")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["from-b"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["from-a"]
+    with pytest.raises(FileNotFoundError):
+        exchange_paths(tmp_path / "a", tmp_path / "missing")
+
+
+def test_a_reader_never_finds_the_index_missing_during_a_rebuild(
+    bundle_path: Path,
+) -> None:
+    build_index(bundle_path, IndexConfig(kind="flat"))
+    info = bundle_path / "index" / "index.json"
+    missing = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal missing
+        while not done.is_set():
+            missing += not info.exists()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(5):
+            build_index(bundle_path, IndexConfig(kind="flat"))
+    finally:
+        done.set()
+        watcher.join()
+    assert missing == 0
     assert [p.name for p in bundle_path.iterdir() if p.name.startswith(".")] == []
 
 
