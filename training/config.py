@@ -11,6 +11,9 @@ Architecture = Literal["skip-gram", "cbow"]
 Device = Literal["auto", "cpu", "cuda"]
 Backend = Literal["auto", "native", "torch"]
 
+# Tokens `wordvec train --dry-run` reads from the start of the corpus.
+DRY_RUN_TOKENS = 100_000
+
 
 @dataclass
 class TrainConfig:
@@ -27,7 +30,13 @@ class TrainConfig:
     # Linear decay from `lr` to `min_lr` over all epochs, as in word2vec.
     lr: float = 0.025
     min_lr: float = 0.0001
-    threads: int = 0  # 0: one per available core
+    # 0: one per available core, shared among `processes`.
+    threads: int = 0
+    # Data-parallel training processes (training/distributed.py); under
+    # torchrun the group's size.
+    processes: int = 1
+    # Tokens each process trains between two averages of the vectors.
+    sync_every: int = 500_000
     seed: int = 1
     device: Device = "auto"
     backend: Backend = "auto"
@@ -72,6 +81,14 @@ class TrainConfig:
             (
                 self.threads >= 0,
                 f"threads must be 0 (all cores) or more, got {self.threads}",
+            ),
+            (
+                self.processes >= 1,
+                f"processes must be at least 1, got {self.processes}",
+            ),
+            (
+                self.sync_every >= 1000,
+                f"sync_every must be at least 1000 tokens, got {self.sync_every}",
             ),
             (
                 self.device in ("auto", "cpu", "cuda"),

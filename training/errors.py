@@ -32,3 +32,13 @@ class EvaluationError(WordvecError):
 class FinetuneCancelled(WordvecError):
     """A fine-tune was stopped on request (cancelled or out of time); it wrote
     no bundle."""
+
+
+class DistributedError(WordvecError):
+    """A training process of a multi-process run failed, lost contact with the
+    others, or the processes were given different corpora or settings."""
+
+
+class LostContact(DistributedError):
+    """A training process could not reach the others of its group, usually
+    because one of them failed first."""

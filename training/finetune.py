@@ -500,6 +500,8 @@ def _run_config(
         lr=lr,
         min_lr=min(base.min_lr, lr),
         threads=config.threads,
+        # A fine-tune runs in one process whatever the base run used.
+        processes=1,
         seed=base.seed if config.seed is None else config.seed,
         device=config.device,  # type: ignore[arg-type]
         # The kernel follows the device (the base may have run elsewhere).

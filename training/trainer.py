@@ -38,11 +38,16 @@ CHUNK_TOKENS = 1 << 20
 
 @dataclass
 class TrainResult:
-    """What `train` produced: the bundle, run statistics and scores."""
+    """What `train` produced: the bundle, run statistics and scores.
+
+    Under torchrun only rank 0 writes the bundle; the other ranks return
+    their `rank` with the same path and statistics and no scores.
+    """
 
     bundle_path: Path
     stats: dict[str, Any]
     scores: dict[str, Any] | None
+    rank: int = 0
 
 
 @dataclass
@@ -82,11 +87,21 @@ def train(
 ) -> TrainResult:
     """Train vectors on the corpus at `paths` and write a bundle to `output_dir`.
 
+    With `config.processes` above 1, or when started by torchrun, the run is
+    data-parallel over several processes (training/distributed.py).
+
     Raises ConfigError for settings out of range (also `negative` not below
     the vocabulary size, or an unavailable device or backend), CorpusError
     for an unusable corpus and BundleError when `output_dir` exists.
     """
     config.validate()
+    # Imported lazily like torch itself; the module does not import torch.
+    from training import distributed
+
+    if config.processes > 1 or distributed.launched_by_torchrun():
+        return distributed.train_distributed(
+            paths, config, output_dir, progress=progress, evaluate=evaluate
+        )
     device = resolve_device(config.device)
     threads = resolve_threads(config.threads)
     started = time.perf_counter()
@@ -111,6 +126,28 @@ def train(
         kernel.finish()
     stats = run_stats(run, corpus, kernel, device, threads)
     stats["encode_seconds"] = round(encode_seconds, 3)
+    return finish_training(
+        output_dir, config, corpus, params, run, stats, started, evaluate=evaluate
+    )
+
+
+def finish_training(
+    output_dir: Path,
+    config: TrainConfig,
+    corpus: EncodedCorpus,
+    params: ModelParams,
+    run: EpochRun,
+    stats: dict[str, Any],
+    started: float,
+    *,
+    evaluate: bool,
+) -> TrainResult:
+    """Evaluate the trained `params` (unless not `evaluate`) and write the
+    bundle; returns what `train` returns. `started` is the run's
+    `time.perf_counter()` at its start, for `total_seconds`.
+
+    Raises BundleError when the bundle cannot be written.
+    """
     stats["total_seconds"] = round(time.perf_counter() - started, 3)
     vectors = params.word_vectors()
     scores = evaluate_default(corpus.vocabulary, vectors) if evaluate else None
@@ -312,7 +349,8 @@ def run_stats(
     threads: int,
 ) -> dict[str, Any]:
     """Return the manifest's `training` entry. Words per second counts raw
-    corpus words (out-of-vocabulary ones too) over all epochs, as gensim does."""
+    corpus words (out-of-vocabulary ones too) over all epochs, as gensim does;
+    `threads` is per process."""
     epochs = len(run.epoch_losses)
     return {
         "seconds": round(run.seconds, 3),
@@ -321,6 +359,7 @@ def run_stats(
         ),
         "backend": kernel.name,
         "device": device,
+        "processes": 1,
         "threads": threads,
         "final_loss": run.final_loss,
         "epoch_losses": run.epoch_losses,
