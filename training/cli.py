@@ -5,9 +5,12 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.config import TrainConfig
+from training.config import DRY_RUN_TOKENS, TrainConfig
+
+if TYPE_CHECKING:
+    from training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,25 @@ def add_train_parser(subparsers: Any) -> None:
         "--threads",
         type=int,
         default=defaults.threads,
-        help="CPU threads; 0 uses every core (default: %(default)s)",
+        help="CPU threads of each process; 0 shares every core among the "
+        "processes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=defaults.processes,
+        metavar="N",
+        help="train data-parallel in N processes on this machine with "
+        "torch.distributed (gloo on CPU, nccl with a GPU per process); under "
+        "torchrun the group is torchrun's (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sync-every",
+        type=int,
+        default=defaults.sync_every,
+        metavar="TOKENS",
+        help="with several processes, tokens each one trains between two "
+        "averages of the vectors (default: %(default)s)",
     )
     p.add_argument(
         "--seed",
@@ -152,6 +173,14 @@ def add_train_parser(subparsers: Any) -> None:
         "--no-evaluate", action="store_true", help="skip the evaluation after training"
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the whole path in seconds: train 1 epoch on the first "
+        f"~{DRY_RUN_TOKENS:,} tokens of the corpus, evaluate, write the bundle to "
+        "a temporary directory, load it back and delete it; nothing is written "
+        "at --output",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     p.set_defaults(handler=run_train)
 
@@ -170,6 +199,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         min_lr=args.min_lr,
         threads=args.threads,
+        processes=args.processes,
+        sync_every=args.sync_every,
         seed=args.seed,
         device=args.device,
         backend=args.backend,
@@ -183,30 +214,55 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, write the bundle, print the summary; return the exit status."""
+    from training.distributed import launched_by_torchrun, member_from_environment
+    from training.dry_run import dry_run
     from training.trainer import train
 
     config = config_from_args(args)
     config.validate()
-    result = train(
-        args.corpus,
-        config,
-        args.output,
-        progress=not args.no_progress,
-        evaluate=not args.no_evaluate,
-    )
+    progress = not args.no_progress
+    if launched_by_torchrun() and member_from_environment().rank != 0:
+        # One progress bar and one log for the whole group, from rank 0.
+        progress = False
+        logging.getLogger().setLevel(
+            max(logging.getLogger().getEffectiveLevel(), logging.WARNING)
+        )
+    if args.dry_run:
+        result = dry_run(args.corpus, config, args.output, progress=progress)
+    else:
+        result = train(
+            args.corpus,
+            config,
+            args.output,
+            progress=progress,
+            evaluate=not args.no_evaluate,
+        )
+    if result.rank == 0:
+        print_summary(args, result)
+    return 0
+
+
+def print_summary(args: argparse.Namespace, result: "TrainResult") -> None:
+    """Print what a training run or dry run did, as text or with --json."""
     summary = {
-        "bundle": str(result.bundle_path),
+        "bundle": None if args.dry_run else str(result.bundle_path),
+        "dry_run": args.dry_run,
         "training": result.stats,
         "evaluation": result.scores,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
+        return
+    if args.dry_run:
+        print(
+            "dry run: trained 1 epoch on the start of the corpus, wrote the "
+            f"bundle, loaded and verified it, deleted it; {args.output} untouched"
+        )
     else:
         print(f"wrote {result.bundle_path}")
-        print(format_stats(result.stats))
-        if result.scores:
-            print(format_scores(result.scores))
-    return 0
+    print(format_stats(result.stats))
+    if result.scores:
+        print(format_scores(result.scores))
 
 
 def add_evaluate_parser(subparsers: Any) -> None:
@@ -289,11 +345,14 @@ def format_stats(stats: dict[str, Any]) -> str:
         "words_per_second",
         "backend",
         "device",
+        "processes",
         "threads",
+        "process_group_backend",
+        "sync_every",
         "final_loss",
         "vocab_size",
     ]
-    return "\n".join(f"  {k:<18} {_fmt(stats[k])}" for k in keys if k in stats)
+    return "\n".join(f"  {k:<21} {_fmt(stats[k])}" for k in keys if k in stats)
 
 
 def format_scores(scores: dict[str, Any]) -> str:
@@ -302,12 +361,12 @@ def format_scores(scores: dict[str, Any]) -> str:
     for name, score in scores.items():
         if "spearman" in score:
             lines.append(
-                f"  {name:<18} spearman {_fmt(score['spearman'])}  "
+                f"  {name:<21} spearman {_fmt(score['spearman'])}  "
                 f"({score['pairs']} pairs, {score['oov_pairs']} out of vocabulary)"
             )
         elif "total" in score:
             lines.append(
-                f"  {name:<18} total {_fmt(score['total'])}  "
+                f"  {name:<21} total {_fmt(score['total'])}  "
                 f"semantic {_fmt(score['semantic'])}  "
                 f"syntactic {_fmt(score['syntactic'])}  ({score['questions']} "
                 f"questions, {score['oov_questions']} out of vocabulary)"
