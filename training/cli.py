@@ -119,7 +119,7 @@ def add_train_parser(subparsers: Any) -> None:
         default=defaults.sync_every,
         metavar="TOKENS",
         help="with several processes, tokens each one trains between two "
-        "averages of the vectors (default: %(default)s)",
+        "syncs of the vectors (default: %(default)s)",
     )
     p.add_argument(
         "--seed",

@@ -35,7 +35,8 @@ class TrainConfig:
     # Data-parallel training processes (training/distributed.py); under
     # torchrun the group's size.
     processes: int = 1
-    # Tokens each process trains between two averages of the vectors.
+    # Tokens each process trains between two syncs of the vectors, at which
+    # the ranks add up their changes (training/distributed.py).
     sync_every: int = 500_000
     seed: int = 1
     device: Device = "auto"
