@@ -19,9 +19,11 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -60,6 +62,8 @@ logger = logging.getLogger(__name__)
 # rank gets before it is killed.
 _NOTICE_SECONDS = 2.0
 _STOP_SECONDS = 5.0
+# How often a rank checks that its launcher is still alive.
+_WATCH_SECONDS = 1.0
 _STORE = "group.store"
 _RESULT = "result.json"
 _ARRAYS = ("input_vectors", "output_vectors", "subword_vectors")
@@ -259,6 +263,7 @@ def rank_main(spec: RankSpec) -> None:
     rank = spec.member.rank
     level = spec.log_level if rank == 0 else max(spec.log_level, logging.WARNING)
     logging.basicConfig(level=level, format=_LOG_FORMAT, stream=sys.stderr)
+    _exit_with_launcher()
     try:
         outcome = train_rank(
             spec.member,
@@ -274,6 +279,19 @@ def rank_main(spec: RankSpec) -> None:
     except BaseException as exc:
         _write_failure(spec.run_dir, rank, exc)
         sys.exit(1)
+
+
+def _exit_with_launcher() -> None:
+    """End this rank soon after the launcher dies (killed, say, so it could
+    not stop its ranks), instead of training on for nobody."""
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(_WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-launcher", daemon=True).start()
 
 
 def write_outcome(run_dir: Path, outcome: RankOutcome) -> None:
