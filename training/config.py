@@ -37,7 +37,7 @@ class TrainConfig:
     processes: int = 1
     # Tokens each process trains between two syncs of the vectors, at which
     # the ranks add up their changes (training/distributed.py).
-    sync_every: int = 500_000
+    sync_every: int = 250_000
     seed: int = 1
     device: Device = "auto"
     backend: Backend = "auto"
