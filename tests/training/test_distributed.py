@@ -22,6 +22,7 @@ from training.bundle import load_bundle
 from training.config import TrainConfig
 from training.distributed import gpu_count, rounds, shard_chunk_tokens
 from training.errors import ConfigError
+from training.kernels import native_available
 from training.trainer import iter_chunks, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,3 +240,31 @@ def test_torchrun_group_writes_one_bundle_from_rank_zero(tmp_path: Path) -> None
     training = load_bundle(tmp_path / "m", verify=True).manifest["training"]
     assert (training["processes"], training["launcher"]) == (2, "torchrun")
     assert sorted(tmp_path.iterdir()) == [corpus, tmp_path / "m"]
+
+
+@pytest.mark.skipif(not native_available(), reason="training._native is not built")
+def test_one_process_on_the_native_kernel_never_imports_torch(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    script = (
+        "import sys\n"
+        "from training.config import TrainConfig\n"
+        "from training.trainer import train\n"
+        f"train([{str(tiny_corpus)!r}], TrainConfig(min_count=2, epochs=1, "
+        f"backend='native', device='cpu'), {str(tmp_path / 'm')!r}, progress=False)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_processes_other_than_torchruns_group_size_is_a_config_error(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in torchrun_environment(0, free_port()).items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="differs from the 2 processes torchrun"):
+        train([tiny_corpus], group_config(processes=3), tmp_path / "m")
+    assert list(tmp_path.iterdir()) == [tiny_corpus]
