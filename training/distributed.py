@@ -177,17 +177,16 @@ def group_device(device: str, local_processes: int) -> str:
     if gpus >= local_processes:
         return "cuda"
     if device == "cuda":
-        available = "none is" if gpus == 0 else f"only {gpus} {_are(gpus)}"
+        if gpus == 0:
+            available, fix = "none is", "use --device cpu"
+        else:
+            available = f"only {gpus} {'is' if gpus == 1 else 'are'}"
+            fix = f"use --device cpu or at most {gpus} processes per machine"
         raise ConfigError(
             f"device 'cuda' with {local_processes} processes needs a GPU for each "
-            f"process on this machine, but {available} available; use "
-            f"--device cpu or at most {max(gpus, 1)} process(es) per machine"
+            f"process on this machine, but {available} available; {fix}"
         )
     return "cpu"
-
-
-def _are(count: int) -> str:
-    return "is" if count == 1 else "are"
 
 
 def gpu_count() -> int:

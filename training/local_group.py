@@ -311,7 +311,15 @@ def write_outcome(run_dir: Path, outcome: RankOutcome) -> None:
 def read_outcome(
     run_dir: Path, config: TrainConfig, corpus: EncodedCorpus
 ) -> tuple[ModelParams, EpochRun, dict[str, Any]]:
-    """Return the parameters, totals and statistics rank 0 left in `run_dir`."""
+    """Return the parameters, totals and statistics rank 0 left in `run_dir`.
+
+    Raises DistributedError when rank 0 exited cleanly without leaving them.
+    """
+    if not (run_dir / _RESULT).is_file():
+        raise DistributedError(
+            "training process 0 finished but left no result; this is a bug in "
+            "wordvec, please report it"
+        )
     result = json.loads((run_dir / _RESULT).read_text(encoding="utf-8"))
     arrays = {
         name: np.load(run_dir / f"{name}.npy", allow_pickle=False)

@@ -90,6 +90,21 @@ def test_ranks_hold_identical_vectors_after_the_final_sync(tmp_path: Path) -> No
     assert digests[0] == parameters_sha256(result.bundle_path)
 
 
+def test_two_processes_sync_the_torch_kernels_tensors_and_subword_vectors(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    # The torch kernel trains tensors of its own (on a GPU, device copies),
+    # which the syncs must reach, as they must reach the n-gram rows.
+    config = group_config(epochs=2, backend="torch", subwords=True, buckets=500)
+    result = train([tiny_corpus], config, tmp_path / "m", progress=False)
+    digests = result.stats["parameters_sha256"]
+    assert result.stats["backend"] == "torch"
+    assert len(digests) == 2 and digests[0] == digests[1]
+    state = load_bundle(result.bundle_path, verify=True).load_training_state()
+    assert state is not None and state.subword_vectors is not None
+    assert state.subword_vectors.shape == (500, 24)
+
+
 def test_processes_zero_is_a_config_error(
     tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
