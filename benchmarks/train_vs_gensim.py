@@ -18,8 +18,10 @@ the original files.
   the tokenising that wordvec's figure includes.
 - scores: both models' vectors through training/evaluate.py.
 
-Both get the same `--lr` and `--min-lr`, but the learning rate can still
-decay differently. wordvec lowers it with the words trained, as the word2vec
+Both get the same `--lr` (by default wordvec's for the architecture: 0.025
+for skip-gram, 0.05 for CBOW, as in the word2vec C tool; `--gensim-lr 0.025`
+gives gensim its own default instead) and `--min-lr`, but the learning rate
+can still decay differently. wordvec lowers it with the words trained, as the word2vec
 C tool does. gensim, given `total_examples` (its usual call, the default
 here), lowers it with the sentences read, so a corpus whose short sentences
 come last keeps a higher rate over its long ones: on data/corpus, where the
@@ -46,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.config import DEFAULT_LR  # noqa: E402
 from training.corpus import iter_sentences  # noqa: E402
 from training.evaluate import evaluate_default  # noqa: E402
 from training.vocabulary import Vocabulary  # noqa: E402
@@ -75,7 +78,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negative", type=int, default=5, help="negative samples")
     p.add_argument("--min-count", type=int, default=5, help="minimum word count")
     p.add_argument("--sample", type=float, default=1e-3, help="subsampling threshold")
-    p.add_argument("--lr", type=float, default=0.025, help="initial learning rate")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="initial learning rate of both systems (default: wordvec's for the "
+        "architecture, 0.025 for skip-gram and 0.05 for cbow)",
+    )
+    p.add_argument(
+        "--gensim-lr",
+        type=float,
+        help="initial learning rate of gensim alone, e.g. 0.025 for gensim's own "
+        "default (default: the same as --lr)",
+    )
     p.add_argument("--min-lr", type=float, default=0.0001, help="final learning rate")
     p.add_argument(
         "--gensim-decay",
@@ -230,6 +244,14 @@ def scores_of(system: str, out: Path) -> dict[str, float | None]:
     }
 
 
+def start_lr(args: argparse.Namespace, system: str, architecture: str) -> float:
+    """Return the starting learning rate `system` trains `architecture` with."""
+    lr = DEFAULT_LR[architecture] if args.lr is None else args.lr
+    if system == "gensim" and args.gensim_lr is not None:
+        return float(args.gensim_lr)
+    return float(lr)
+
+
 def run_one(
     args: argparse.Namespace, system: str, architecture: str, tokens: Path, work: Path
 ) -> dict[str, Any]:
@@ -267,7 +289,7 @@ def run_one(
         "--gensim-input",
         args.gensim_input,
         "--lr",
-        str(args.lr),
+        str(start_lr(args, system, architecture)),
         "--min-lr",
         str(args.min_lr),
         "--gensim-decay",
@@ -278,6 +300,7 @@ def run_one(
     subprocess.run(command, check=True)
     result = json.loads((out / "result.json").read_text())
     result.update(scores_of(system, out))
+    result["lr"] = start_lr(args, system, architecture)
     shutil.rmtree(out)
     return result
 
@@ -317,11 +340,12 @@ def print_table(report: dict[str, Any]) -> None:
     print(
         f"corpus: {report['tokens']:,} tokens, {report['epochs']} epochs, "
         f"{report['threads']} threads, gensim input: {report['gensim_input']}, "
-        f"lr {report['lr']} to {report['min_lr']}, gensim decays by "
+        f"lr to {report['min_lr']}, gensim decays by "
         f"{report['gensim_decay']}, seed {report['seed']}"
     )
     header = (
-        f"{'architecture':<12} {'system':<8} {'train w/s':>11} {'train s':>8} "
+        f"{'architecture':<12} {'system':<8} {'lr':>6} {'train w/s':>11} "
+        f"{'train s':>8} "
         f"{'e2e s':>7} {'peak MB':>8} {'WS353':>7} {'SL999':>7} {'analogy':>8}"
     )
     print(header)
@@ -329,14 +353,15 @@ def print_table(report: dict[str, Any]) -> None:
         for system in SYSTEMS:
             r = runs[system]
             print(
-                f"{architecture:<12} {system:<8} {r['words_per_second']:>11,.0f} "
+                f"{architecture:<12} {system:<8} {r['lr']:>6} "
+                f"{r['words_per_second']:>11,.0f} "
                 f"{r['train_seconds']:>8.1f} {r['end_to_end_seconds']:>7.1f} "
                 f"{r['peak_rss_mb']:>8.0f} {fmt(r['wordsim353'], '.3f'):>7} "
                 f"{fmt(r['simlex999'], '.3f'):>7} {fmt(r['analogies'], '.3f'):>8}"
             )
         q = runs["ratios"]
         print(
-            f"{architecture:<12} {'ratio':<8} {q['speed']:>10.2f}x "
+            f"{architecture:<12} {'ratio':<8} {'':>6} {q['speed']:>10.2f}x "
             f"{'':>8} {q['end_to_end']:>6.2f}x {q['memory']:>7.2f}x "
             f"{fmt(q['wordsim353_delta'], '+.3f'):>7} "
             f"{fmt(q['simlex999_delta'], '+.3f'):>7} "
@@ -369,7 +394,6 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "gensim_input": args.gensim_input,
         "gensim_decay": args.gensim_decay,
-        "lr": args.lr,
         "min_lr": args.min_lr,
         "seed": args.seed,
         "results": results,

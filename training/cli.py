@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import DRY_RUN_TOKENS, TrainConfig
+from training.config import DEFAULT_LR, DRY_RUN_TOKENS, TrainConfig
 
 if TYPE_CHECKING:
     from training.trainer import TrainResult
@@ -87,8 +87,10 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        default=defaults.lr,
-        help="starting learning rate (default: %(default)s)",
+        default=None,
+        help="starting learning rate (default: "
+        f"{DEFAULT_LR['skip-gram']} for skip-gram, {DEFAULT_LR['cbow']} for cbow, "
+        "as in word2vec)",
     )
     p.add_argument(
         "--min-lr",

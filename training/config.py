@@ -14,6 +14,12 @@ Backend = Literal["auto", "native", "torch"]
 # Tokens `wordvec train --dry-run` reads from the start of the corpus.
 DRY_RUN_TOKENS = 100_000
 
+# Starting learning rates when none is set: the word2vec C tool's defaults.
+# CBOW's higher rate measured better on the default corpus for both wordvec
+# and gensim (3 seeds each, BENCHMARKS.md): WordSim-353 0.416 -> 0.540,
+# analogies 11.3% -> 17.0% for wordvec.
+DEFAULT_LR: dict[str, float] = {"skip-gram": 0.025, "cbow": 0.05}
+
 
 @dataclass
 class TrainConfig:
@@ -27,8 +33,9 @@ class TrainConfig:
     max_vocab_size: int | None = None
     sample: float = 1e-3
     epochs: int = 5
-    # Linear decay from `lr` to `min_lr` over all epochs, as in word2vec.
-    lr: float = 0.025
+    # Linear decay from `lr` to `min_lr` over all epochs, as in word2vec;
+    # None takes the architecture's DEFAULT_LR (see `start_lr`).
+    lr: float | None = None
     min_lr: float = 0.0001
     # 0: one per available core, shared among `processes`.
     threads: int = 0
@@ -74,9 +81,9 @@ class TrainConfig:
                 f"sample must be 0 (off) or positive, got {self.sample}",
             ),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (0 < self.lr <= 1, f"lr must be in (0, 1], got {self.lr}"),
+            (0 < self.start_lr <= 1, f"lr must be in (0, 1], got {self.lr}"),
             (
-                0 <= self.min_lr <= self.lr,
+                0 <= self.min_lr <= self.start_lr,
                 f"min_lr must be in [0, lr], got {self.min_lr}",
             ),
             (
@@ -113,8 +120,17 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+    @property
+    def start_lr(self) -> float:
+        """Return the starting learning rate: `lr`, or the architecture's
+        default when `lr` is None."""
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR.get(self.architecture, DEFAULT_LR["skip-gram"])
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Return the settings as a manifest records them, `lr` resolved."""
+        return {**dataclasses.asdict(self), "lr": self.start_lr}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -422,8 +422,8 @@ def train_shard(
                 iter_chunks(ids_path, chunk_tokens), member.world_size
             ):
                 words = sum(int(np.count_nonzero(c >= 0)) for c in chunks)
-                lr_start = linear_lr(config.lr, config.min_lr, done, total)
-                lr_end = linear_lr(config.lr, config.min_lr, done + words, total)
+                lr_start = linear_lr(config.start_lr, config.min_lr, done, total)
+                lr_end = linear_lr(config.start_lr, config.min_lr, done + words, total)
                 if member.rank < len(chunks):
                     # TODO: the sync below waits for the slowest rank and then
                     # trains nothing while the changes travel (about 40 ms for

@@ -239,7 +239,11 @@ def finetune(
     after = evaluate_default(vocabulary, vectors) if evaluate else None
     report.stage("writing", 1.0)
     stats = {
-        "config": {**config.to_dict(), "lr": run_config.lr, "seed": run_config.seed},
+        "config": {
+            **config.to_dict(),
+            "lr": run_config.start_lr,
+            "seed": run_config.seed,
+        },
         "upload": {**corpus.manifest(), "raw_tokens": corpus.num_raw_tokens},
         "new_words": len(new_words),
         "new_words_sample": new_words[:NEW_WORDS_SAMPLE],
@@ -492,7 +496,7 @@ def _run_config(
     base: TrainConfig, state: TrainingState, config: FinetuneConfig
 ) -> TrainConfig:
     """Return the base run's settings with the fine-tune's schedule."""
-    base_lr = float(state.state.get("lr", base.lr))
+    base_lr = float(state.state.get("lr", base.start_lr))
     lr = config.lr if config.lr is not None else base_lr * LR_FRACTION
     run_config = dataclasses.replace(
         base,

@@ -225,13 +225,13 @@ def train_epochs(
 ) -> EpochRun:
     """Run `config.epochs` passes of `kernel` over the encoded corpus at
     `ids_path`; returns the totals. The learning rate decays linearly from
-    `lr_start` (default `config.lr`) to `config.min_lr` over all epochs.
+    `lr_start` (default `config.start_lr`) to `config.min_lr` over all epochs.
 
     `on_chunk` is called after every chunk of about `chunk_tokens` tokens;
     an exception it raises stops training and propagates (this is how a
     caller cancels a run).
     """
-    lr_start = config.lr if lr_start is None else lr_start
+    lr_start = config.start_lr if lr_start is None else lr_start
     total = config.epochs * count_tokens(ids_path)
     run = EpochRun()
     done = 0
@@ -395,7 +395,7 @@ def training_state(
         state={
             "epochs_done": len(run.epoch_losses),
             "words_processed": run.raw_words,
-            "lr": config.lr,
+            "lr": config.start_lr,
             "min_lr": config.min_lr,
             "seed": config.seed,
             "noise_power": NOISE_POWER,

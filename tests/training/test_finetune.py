@@ -209,7 +209,7 @@ def test_manifest_records_the_finetune(
     record = manifest["finetune"]
     assert record["new_words"] == 1 and record["new_words_sample"] == [NEW_WORD]
     assert record["upload"]["raw_tokens"] == len(tokenize(upload.read_text()))
-    assert record["config"]["lr"] == pytest.approx(base_config().lr / 2)
+    assert record["config"]["lr"] == pytest.approx(base_config().start_lr / 2)
     assert manifest["evaluation_before"] == load_bundle(base).manifest["evaluation"]
     assert set(manifest["evaluation"]) == {"wordsim353", "simlex999", "analogies"}
     assert result.evaluation_after == manifest["evaluation"]
