@@ -31,7 +31,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -39,23 +38,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.corpus import CorpusPaths
-from training.encode import EncodedCorpus, encode_corpus
+from training.encode import EncodedCorpus
 from training.errors import ConfigError, DistributedError
 from training.kernels import Kernel, ModelParams, make_kernel
 from training.parameter_sync import ParameterSync, lost_contact, parameter_tensors
 from training.trainer import (
     EpochRun,
     TrainResult,
-    check_vocabulary_size,
     count_tokens,
     cuda_available,
+    encoded_corpus,
     finish_training,
     iter_chunks,
     linear_lr,
@@ -64,9 +63,6 @@ from training.trainer import (
     resolve_threads,
     run_stats,
 )
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -227,20 +223,11 @@ def _train_torchrun_rank(
     # corpus (the ranks of `--processes` share one); letting local rank 0
     # encode into a directory the others wait for would save the CPU time
     # and disk of LOCAL_WORLD_SIZE - 1 encodings.
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=".wordvec-encode-", dir=output_dir.parent
-    ) as workdir:
-        corpus = encode_corpus(
-            paths,
-            Path(workdir),
-            min_count=config.min_count,
-            max_vocab_size=config.max_vocab_size,
-            lowercase=config.lowercase,
-            progress=progress and leader,
-        )
+    with encoded_corpus(paths, config, output_dir, progress=progress and leader) as (
+        corpus,
+        _,
+    ):
         encode_seconds = time.perf_counter() - started
-        check_vocabulary_size(config, corpus.vocabulary)
         outcome = train_rank(
             member, config, corpus, device, threads, progress=progress and leader
         )

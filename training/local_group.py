@@ -22,7 +22,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -44,14 +43,14 @@ from training.distributed import (
     threads_per_process,
     train_rank,
 )
-from training.encode import EncodedCorpus, encode_corpus
+from training.encode import EncodedCorpus
 from training.errors import BundleError, DistributedError
 from training.kernels import ModelParams
 from training.subwords import build_subword_table
 from training.trainer import (
     EpochRun,
     TrainResult,
-    check_vocabulary_size,
+    encoded_corpus,
     finish_training,
 )
 
@@ -108,21 +107,12 @@ def train_local_group(
     if output_dir.exists():
         # write_bundle would refuse it too, but only after the training.
         raise BundleError(f"{output_dir} already exists; choose another path")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=".wordvec-encode-", dir=output_dir.parent
-    ) as workdir:
-        run_dir = Path(workdir)
-        corpus = encode_corpus(
-            paths,
-            run_dir,
-            min_count=config.min_count,
-            max_vocab_size=config.max_vocab_size,
-            lowercase=config.lowercase,
-            progress=progress,
-        )
+    # The ranks share the ids file and meet through a store in this directory.
+    with encoded_corpus(paths, config, output_dir, progress=progress) as (
+        corpus,
+        run_dir,
+    ):
         encode_seconds = time.perf_counter() - started
-        check_vocabulary_size(config, corpus.vocabulary)
         specs = [
             RankSpec(
                 member=GroupMember(rank, world_size, rank, world_size),

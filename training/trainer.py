@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,20 +107,8 @@ def train(
     threads = resolve_threads(config.threads)
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=".wordvec-encode-", dir=output_dir.parent
-    ) as workdir:
-        corpus = encode_corpus(
-            paths,
-            Path(workdir),
-            min_count=config.min_count,
-            max_vocab_size=config.max_vocab_size,
-            lowercase=config.lowercase,
-            progress=progress,
-        )
+    with encoded_corpus(paths, config, output_dir, progress=progress) as (corpus, _):
         encode_seconds = time.perf_counter() - started
-        check_vocabulary_size(config, corpus.vocabulary)
         params = new_params(config, corpus.vocabulary)
         kernel = make_kernel(config, corpus.vocabulary, params, device, threads)
         run = train_epochs(kernel, corpus.ids_path, config, progress=progress)
@@ -159,6 +148,33 @@ def finish_training(
         training_state=training_state(params, config, run),
     )
     return TrainResult(bundle_path, stats, scores)
+
+
+@contextmanager
+def encoded_corpus(
+    paths: CorpusPaths, config: TrainConfig, output_dir: Path, *, progress: bool
+) -> Iterator[tuple[EncodedCorpus, Path]]:
+    """Encode the corpus at `paths` into a temporary directory beside
+    `output_dir` and yield (corpus, that directory); the directory and its
+    ids file are removed on exit.
+
+    Raises CorpusError for an unusable corpus and ConfigError when the
+    vocabulary is too small for `config.negative`.
+    """
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix=".wordvec-encode-", dir=output_dir.parent
+    ) as workdir:
+        corpus = encode_corpus(
+            paths,
+            Path(workdir),
+            min_count=config.min_count,
+            max_vocab_size=config.max_vocab_size,
+            lowercase=config.lowercase,
+            progress=progress,
+        )
+        check_vocabulary_size(config, corpus.vocabulary)
+        yield corpus, Path(workdir)
 
 
 def resolve_device(device: str) -> str:
