@@ -226,8 +226,14 @@ def test_cancel_a_running_job(
     api: httpx.Client, data_dir: Path, tmp_path: Path
 ) -> None:
     with running_worker(data_dir, tmp_path / "worker.log"):
-        # About 4M words to train: seconds, long enough to be caught running.
-        job = submit(api, upload_text(12000), epochs=50, activate=False).json()
+        # About 37M words to train: a gzip upload (4.4 MB of text in 0.7 MB,
+        # under the 1 MB cap) at the most epochs a job may ask for. The cancel
+        # is seen at the next heartbeat and honoured at the next chunk, long
+        # before the end; 4.5M words once finished first on an idle machine.
+        text = gzip.compress(upload_text(100_000).encode())
+        response = submit(api, text, epochs=50, activate=False)
+        assert response.status_code == 202, response.text
+        job = response.json()
         wait_for(api, job["id"], lambda j: j["status"] == "running")
         response = api.post(f"/jobs/{job['id']}/cancel", headers=AUTH)
         assert response.status_code == 200
@@ -250,7 +256,8 @@ def test_job_survives_a_worker_killed_mid_run(
 ) -> None:
     log = tmp_path / "worker.log"
     with running_worker(data_dir, log) as worker:
-        job = submit(api, upload_text(3000), epochs=30, activate=False).json()
+        # About 2M words: the kill lands within a poll (50 ms) of "running".
+        job = submit(api, upload_text(6000), epochs=45, activate=False).json()
         wait_for(api, job["id"], lambda j: j["status"] == "running")
         worker.send_signal(signal.SIGKILL)
         worker.wait()
