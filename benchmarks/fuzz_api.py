@@ -6,11 +6,11 @@ does (tests/app/test_api_fuzz.py runs the same cases on a small budget).
 
 Every operation of the OpenAPI document gets `--examples` cases, valid and
 invalid requests mixed, with every schemathesis check enabled, against the
-real app in-process over a fresh data directory (see tests/app/api_fuzzing.py
-for the seeding of words and versions and why deletes cannot remove the
-served model). Prints, per operation, the cases run, the statuses seen and
-the failures, then the first failure of each operation in full; exits 1 if
-any operation failed.
+real app in-process over a fresh data directory with a few queued jobs (see
+tests/app/api_fuzzing.py for the seeding of words, uploads, versions and job
+ids, and why deletes cannot remove the served model). Prints, per
+operation, the cases run, the statuses seen and the failures, then the
+first failure of each operation in full; exits 1 if any operation failed.
 """
 
 import argparse
@@ -27,14 +27,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.app.api_fuzzing import (
-    build_data_dir,
-    case_strategy,
-    check_response,
-    fuzz_app,
-    fuzz_schema,
-    operations,
-)
+from tests.app.api_fuzzing import case_strategy, check_response, fuzz_target, operations
 
 
 def fuzz_operation(
@@ -85,7 +78,7 @@ def main() -> int:
     total = 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wordvec-fuzz-") as root:
-        schema = fuzz_schema(fuzz_app(build_data_dir(Path(root))))
+        schema = fuzz_target(Path(root))
         print(f"{'operation':<34} {'cases':>6}  result  statuses")
         for method, path in chosen:
             label = f"{method} {path}"

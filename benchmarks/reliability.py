@@ -1,8 +1,10 @@
 """Reliability scenarios for the fine-tune service, with real processes: a
 `wordvec serve --data-dir` API under uvicorn, `wordvec worker` job workers,
 real signals (SIGKILL, SIGSTOP/SIGCONT), a real small filesystem (tmpfs)
-for disk-full, and an asyncio + httpx load generator. RELIABILITY.md
-describes each scenario and the figures of the last run.
+for disk-full (or, without the rights to mount one, a cap on the size of
+the files the service's processes write), and an asyncio + httpx load
+generator. RELIABILITY.md describes each scenario and the figures of the
+last run.
 
     .venv/bin/python benchmarks/reliability.py [--only NAME ...] [--json OUT]
         [--load-seconds 60] [--concurrency 64] [--upload-mb 200]
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -145,6 +148,9 @@ class Lab:
     env: dict[str, str] = field(default_factory=lambda: dict(FAULT_ENV))
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
+    # Bytes any one file may grow to in the processes started from now on
+    # (RLIMIT_FSIZE): disk_full's stand-in for a full disk without root.
+    file_size_limit: int | None = None
 
     @property
     def registry(self) -> ModelRegistry:
@@ -160,6 +166,11 @@ class Lab:
         env.update(self.env)
         env.update(extra or {})
         return env
+
+    def _limits(self) -> Callable[[], None] | None:
+        if self.file_size_limit is None:
+            return None
+        return _file_size_limiter(self.file_size_limit)
 
     def start_server(
         self, workers: int = 1, extra_env: dict[str, str] | None = None
@@ -180,6 +191,7 @@ class Lab:
                 stderr=out,
                 env=self._env(extra_env),
                 start_new_session=True,
+                preexec_fn=self._limits(),
             )
         server = Server(process, f"http://127.0.0.1:{port}", log)
         self.servers.append(server)
@@ -206,7 +218,11 @@ class Lab:
         command = [*wordvec_command(), "worker", "--data-dir", str(self.data_dir)]
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                command, stdout=out, stderr=out, env=self._env(None)
+                command,
+                stdout=out,
+                stderr=out,
+                env=self._env(None),
+                preexec_fn=self._limits(),
             )
         self.workers.append(process)
         return process
@@ -673,13 +689,78 @@ def fill_to(directory: Path, free_bytes: int) -> Path:
     return filler
 
 
-def disk_full(root: Path, base_bundle: Path, words: list[str]) -> Outcome:
-    """A data directory on a 64 MB tmpfs, filled up: an upload that does not
-    fit gets 507 and leaves nothing; a job whose bundle does not fit fails
-    with the reason and leaves nothing visible; serving goes on."""
+def _file_size_limiter(limit: int) -> Callable[[], None]:
+    """A preexec_fn that caps each file the child writes at `limit` bytes."""
+
+    def limit_file_size() -> None:
+        # Past the cap the kernel sends SIGXFSZ, whose default kills the
+        # process; ignored, the write fails with EFBIG instead, which the
+        # server and worker treat as a full disk (ENOSPC).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+
+    return limit_file_size
+
+
+@dataclass
+class SmallDisk:
+    """Where disk_full's data directory lives and how it runs out of room:
+    a small tmpfs that gets filled up (`mounted`), or else a plain directory
+    whose writers the lab starts with each file capped in size."""
+
+    path: Path
+    mounted: bool
+
+    @property
+    def how(self) -> str:
+        return "tmpfs" if self.mounted else "RLIMIT_FSIZE"
+
+    def leave_room(self, the_lab: Lab, free_bytes: int) -> None:
+        """Make writes fail past about `free_bytes`: fill the tmpfs up to
+        there now, or cap the files of the processes the lab starts next."""
+        if self.mounted:
+            fill_to(self.path, free_bytes)
+        else:
+            the_lab.file_size_limit = free_bytes
+
+    def make_room(self, the_lab: Lab) -> None:
+        """Undo `leave_room` (for processes started from now on, with a cap)."""
+        (self.path / "filler").unlink(missing_ok=True)
+        the_lab.file_size_limit = None
+
+
+@contextlib.contextmanager
+def small_disk(
+    path: Path, megabytes: int, mount: bool | None = None
+) -> Iterator[SmallDisk]:
+    """A SmallDisk at `path`: a tmpfs of `megabytes` if `mount` is True, a
+    capped directory if False, and whichever works here if None."""
+    with contextlib.ExitStack() as stack:
+        mounted = False
+        if mount is not False:
+            try:
+                stack.enter_context(small_filesystem(path, megabytes))
+                mounted = True
+            except OSError:
+                if mount:
+                    raise
+        path.mkdir(parents=True, exist_ok=True)
+        yield SmallDisk(path, mounted)
+
+
+def disk_full(
+    root: Path, base_bundle: Path, words: list[str], mount: bool | None = None
+) -> Outcome:
+    """A data directory on a 64 MB tmpfs, filled up, or (without the rights
+    to mount one, or with `mount=False`) served by processes that may not
+    write a file past the room left: an upload that does not fit gets 507
+    and leaves nothing; a job whose bundle does not fit fails with the
+    reason and leaves nothing visible; serving goes on."""
     out = Outcome("disk_full")
-    with small_filesystem(root / "disk", 64) as disk:
-        the_lab = Lab(disk / "data", root / "disk-logs")
+    with small_disk(root / "disk", 64, mount) as disk:
+        out.figures["disk"] = disk.how
+        the_lab = Lab(disk.path / "data", root / "disk-logs")
         add_base(the_lab.data_dir, base_bundle)
         try:
             _disk_full_upload(the_lab, disk, words, out)
@@ -689,10 +770,17 @@ def disk_full(root: Path, base_bundle: Path, words: list[str]) -> Outcome:
     return out
 
 
-def _disk_full_upload(the_lab: Lab, disk: Path, words: list[str], out: Outcome) -> None:
-    server = the_lab.start_server()
+def _disk_full_upload(
+    the_lab: Lab, disk: SmallDisk, words: list[str], out: Outcome
+) -> None:
     text = upload_text(words, 200_000)
-    filler = fill_to(disk, len(text) // 2)
+    if disk.mounted:
+        server = the_lab.start_server()
+        disk.leave_room(the_lab, len(text) // 2)
+    else:
+        # A cap holds for the processes started after it is set.
+        disk.leave_room(the_lab, len(text) // 2)
+        server = the_lab.start_server()
     with server.client() as api:
         jobs_before, files_before = job_ids(api), upload_files(the_lab.data_dir)
         response = submit(api, text)
@@ -707,10 +795,16 @@ def _disk_full_upload(the_lab: Lab, disk: Path, words: list[str], out: Outcome) 
             upload_files(the_lab.data_dir) == files_before, "upload file left behind"
         )
         out.expect(served(api, words[0]) == (200, "base"), "serving stopped")
-    filler.unlink()
+    disk.make_room(the_lab)
+    if not disk.mounted:
+        # The capped server would refuse the next upload too: replace it.
+        server.stop()
+        the_lab.start_server()
 
 
-def _disk_full_bundle(the_lab: Lab, disk: Path, words: list[str], out: Outcome) -> None:
+def _disk_full_bundle(
+    the_lab: Lab, disk: SmallDisk, words: list[str], out: Outcome
+) -> None:
     server = the_lab.servers[-1]
     with server.client() as api:
         # Thousands of new words make the new bundle megabytes, the base's KB.
@@ -718,7 +812,7 @@ def _disk_full_bundle(the_lab: Lab, disk: Path, words: list[str], out: Outcome) 
         response = submit(api, text, epochs=1, min_count=2, activate=True)
         out.expect(response.status_code == 202, f"submit got {response.status_code}")
         job_id = response.json()["id"]
-        fill_to(disk, 1 << 20)
+        disk.leave_room(the_lab, 1 << 20)
         the_lab.start_worker()
         failed = wait_job(api, job_id, finished, "the job on a full disk")
         out.figures["job_error"] = failed["error"]

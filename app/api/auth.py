@@ -2,8 +2,13 @@
 
 With `WORDVEC_API_KEY` set, fine-tune, cancel, activate and delete need
 `Authorization: Bearer <key>`; without it they are open (a local or
-trusted deployment). Keys are compared in constant time and never logged,
-and a key in the query string is refused: URLs end up in access logs.
+trusted deployment). Keys are compared in constant time and never logged.
+A key in the query string is refused on every route, by
+`app.core.middleware`: URLs end up in access logs.
+
+The OpenAPI document declares an HTTP bearer scheme and marks the routes
+that depend on `require_api_key` as needing it, so /docs shows which routes
+need the key and a schema-driven fuzzer can check that they enforce it.
 """
 
 import hmac
@@ -11,12 +16,13 @@ import logging
 import re
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import SettingsDep
 from app.core.errors import ApiError
+from app.core.middleware import QUERY_KEY_NAMES, KeyInQuery
 
-QUERY_KEY_NAMES = ("api_key", "apikey", "key", "token", "access_token")
 _KEY_NAMES_PATTERN = "|".join(QUERY_KEY_NAMES)
 _QUERY_KEY_VALUE = re.compile(rf"([?&](?:{_KEY_NAMES_PATTERN})=)[^&\s]*", re.IGNORECASE)
 
@@ -30,17 +36,27 @@ class Unauthorized(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="wordvec"'})
 
 
-class KeyInQuery(ApiError):
-    status = 400
-    type = "/problems/key-in-query"
-    title = "API key in the URL"
+# Documents the scheme only: with auto_error off it never answers by itself,
+# so a refusal keeps our 401 problem body and its WWW-Authenticate header.
+_BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="The server's WORDVEC_API_KEY as `Authorization: Bearer KEY`; "
+    "needed only when the server has a key set.",
+    auto_error=False,
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
 
 
-async def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(
+    request: Request, settings: SettingsDep, documented: BearerCredentials
+) -> None:
     """Let the request through if no key is configured or it carries the key.
 
     Raises Unauthorized (401) for a missing, malformed or wrong key, and
-    KeyInQuery (400) when a key-like query parameter is present at all.
+    KeyInQuery (400) when a key-like query parameter is present at all (the
+    middleware refuses those first; this keeps the route safe without it).
+    `documented` only puts the bearer scheme in the OpenAPI document; the
+    header is read here, so the checks and messages stay our own.
     """
     for name in QUERY_KEY_NAMES:
         if name in request.query_params:

@@ -11,12 +11,19 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.core.middleware import QUERY_KEY_NAMES
 from app.core.overload import EXEMPT_PATHS
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
 _PROBLEM_SCHEMAS = {"ProblemDetails", "HTTPValidationError"}
 _OVERLOADED = {
     "description": "Overloaded: too many requests in progress; see Retry-After",
+    "content": {"application/json": {"schema": _PROBLEM_REF}},
+}
+_KEY_IN_QUERY = {
+    "description": "A credential-like query parameter ("
+    + ", ".join(QUERY_KEY_NAMES)
+    + "): send the API key as `Authorization: Bearer KEY` instead",
     "content": {"application/json": {"schema": _PROBLEM_REF}},
 }
 
@@ -51,6 +58,8 @@ def _rewrite_error_responses(schema: dict[str, Any]) -> None:
             if path not in EXEMPT_PATHS:
                 # Load shedding may answer any other route with a 503.
                 responses.setdefault("503", dict(_OVERLOADED))
+            # The middleware refuses a key in the URL on every route.
+            responses.setdefault("400", dict(_KEY_IN_QUERY))
             for response in operation.get("responses", {}).values():
                 if _is_problem(response):
                     response["content"] = {

@@ -4,29 +4,43 @@ run (benchmarks/fuzz_api.py).
 
 The app runs in-process over a real data directory: the active version
 "v1" and three spares, all holding the structured test bundle, with the
-API key configured and sent, so the state-changing endpoints run too.
-Word parameters (query, path and body) become vocabulary words three
-times in four and `k`/`limit` a small count half the time, so most cases
-get past "word not in vocabulary" and "k above max_k" to the search.
+API key configured and sent, so the state-changing endpoints run too
+(and schemathesis's `ignored_auth` check resends their successful cases
+without the key and with a wrong one, expecting 401). Word parameters
+(query, path and body) become vocabulary words three times in four, the
+three words of an analogy a triple of distinct vocabulary words half the
+time, and `k`/`limit` a small count half the time, so most cases get past
+"word not in vocabulary" and "k above max_k" to the search. Uploads to
+POST /finetune (a multipart file, a text/plain or a gzip body) become a
+few dozen vocabulary words half the time, enough tokens to be accepted.
 
 Version path parameters are seeded by method so that fuzzing never takes
 the served model away: activations move "active" between v1 and spare-1,
 deletions draw spare-2 and spare-3 (and whatever names the fuzzer makes
 up, which do not exist). The registry refuses to delete the active
-version in any case. Job ids are left to the fuzzer (so they are 404s).
+version in any case. Job ids become, three times in four, the id of a
+real job: one of those fine-tunes submitted before fuzzing starts (one of
+them cancelled already) or whichever job is queued at the time, so reads
+find a job and cancels find one to cancel.
 """
 
+import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
+from schemathesis.transport.serialization import Binary
 
 from app.core.config import Settings
+from app.jobs.store import JOB_ID_PATTERN, JobStore
+from app.jobs.worker import job_store
 from app.main import create_app
 from app.registry import VERSION_PATTERN, ModelRegistry
 from tests.app.conftest import WORD_PARTS, add_version
@@ -47,6 +61,15 @@ WORD_FIELDS = frozenset({"word", "a", "b", "c", "prefix"})
 # Body fields that list vocabulary words (POST /similar).
 WORD_LIST_FIELDS = ("words", "positive", "negative")
 VOCABULARY = sorted(WORD_PARTS)
+ANALOGY_FIELDS = ("a", "b", "c")
+JOB_ID = re.compile(JOB_ID_PATTERN)
+# Fine-tunes submitted before fuzzing, so job ids can name real jobs.
+SEEDED_JOBS = 4
+# Vocabulary words an upload is made of: past min_upload_tokens (5), and
+# small, so accepted uploads cost the fuzzer little.
+UPLOAD_WORDS = st.lists(st.sampled_from(VOCABULARY), min_size=5, max_size=40).map(
+    " ".join
+)
 # Statuses a schema-valid request may still get: 404 for a word or version
 # that does not exist, 409/429 for state (active version, queue full) and
 # 422 for the server's limits, which are settings the schema cannot state
@@ -70,13 +93,44 @@ def fuzz_app(data_dir: Path) -> FastAPI:
         api_key=API_KEY,
         min_upload_tokens=5,
         reload_interval=0.2,
+        # Room for the fine-tunes a long run accepts, so most seeded uploads
+        # reach the job table; a run of thousands still meets the 429s.
+        max_queued_jobs=100,
+        finetunes_per_hour=200,
     )
     return create_app(settings)
 
 
-def fuzz_schema(app: FastAPI) -> Any:
+def submit_jobs(data_dir: Path, count: int) -> list[str]:
+    """Queue `count` real fine-tunes in `data_dir` through the app (no worker
+    runs them, so they stay queued) and cancel the first; return their ids."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    text = " ".join(VOCABULARY).encode()
+    ids = []
+    with TestClient(fuzz_app(data_dir)) as client:
+        for _ in range(count):
+            response = client.post(
+                "/finetune", files={"file": ("seed.txt", text)}, headers=headers
+            )
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        cancelled = client.post(f"/jobs/{ids[0]}/cancel", headers=headers)
+        assert cancelled.status_code == 200, cancelled.text
+    return ids
+
+
+def fuzz_target(root: Path) -> Any:
+    """Build the data directory under `root`, queue a few real jobs in it and
+    return the schemathesis schema of the app serving it."""
+    data_dir = build_data_dir(root)
+    job_ids = submit_jobs(data_dir, SEEDED_JOBS)
+    return fuzz_schema(fuzz_app(data_dir), job_store(data_dir), job_ids)
+
+
+def fuzz_schema(app: FastAPI, store: JobStore, job_ids: list[str]) -> Any:
     """Return the schemathesis schema of `app`, with every check enabled,
-    the API key sent and word parameters seeded from the vocabulary."""
+    the API key sent, word parameters and uploads seeded from the vocabulary
+    and job ids from `job_ids` and the jobs queued in `store`."""
     config = SchemathesisConfig.from_dict(
         {
             "headers": {"Authorization": f"Bearer {API_KEY}"},
@@ -87,7 +141,7 @@ def fuzz_schema(app: FastAPI) -> Any:
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
     schema.hook("flatmap_query")(_seed_query)
-    schema.hook("flatmap_path_parameters")(_seed_path)
+    schema.hook("flatmap_path_parameters")(_path_seeder(store, job_ids))
     schema.hook("flatmap_body")(_seed_body)
     return schema
 
@@ -124,26 +178,85 @@ def _seed_fields(values: Any, names: frozenset[str]) -> st.SearchStrategy[Any]:
 
 
 def _seed_query(context: Any, query: Any) -> st.SearchStrategy[Any]:
-    return _seed_fields(query, WORD_FIELDS)
+    seeded = _seed_fields(query, WORD_FIELDS)
+    if not isinstance(query, dict):
+        return seeded
+    triple = [query.get(name) for name in ANALOGY_FIELDS]
+    if not all(isinstance(word, str) and word for word in triple):
+        return seeded
+    # Three independent draws rarely give three distinct known words, which
+    # the analogy needs to answer 200; a whole triple does, half the time.
+    distinct = st.lists(
+        st.sampled_from(VOCABULARY), min_size=3, max_size=3, unique=True
+    )
+    triples = distinct.map(
+        lambda words: {**query, **dict(zip(ANALOGY_FIELDS, words, strict=True))}
+    )
+    return st.one_of(seeded, triples)
 
 
-def _seed_path(context: Any, path: Any) -> st.SearchStrategy[Any]:
-    version = path.get("version") if isinstance(path, dict) else None
-    if isinstance(version, str) and VERSION_PATTERN.fullmatch(version):
-        method = context.operation.method.upper() if context.operation else "GET"
-        names = SEEDED_VERSIONS.get(method, ALL_VERSIONS)
-        fixed = {k: st.just(v) for k, v in path.items() if k != "version"}
-        versions = st.sampled_from(names)
-        return st.fixed_dictionaries({**fixed, "version": versions}) | st.just(path)
-    return _seed_fields(path, WORD_FIELDS)
+def _path_seeder(store: JobStore, job_ids: list[str]) -> Any:
+    def seed_path(context: Any, path: Any) -> st.SearchStrategy[Any]:
+        if not isinstance(path, dict):
+            return st.just(path)
+        version = path.get("version")
+        if isinstance(version, str) and VERSION_PATTERN.fullmatch(version):
+            method = context.operation.method.upper() if context.operation else "GET"
+            names = SEEDED_VERSIONS.get(method, ALL_VERSIONS)
+            return _replace(path, "version", st.sampled_from(names)) | st.just(path)
+        job_id = path.get("job_id")
+        if isinstance(job_id, str) and JOB_ID.fullmatch(job_id):
+            known = st.integers(0, 1000).map(real_job)
+            return st.one_of(st.just(path), *[_replace(path, "job_id", known)] * 3)
+        return _seed_fields(path, WORD_FIELDS)
+
+    def real_job(draw: int) -> str:
+        # The jobs queued now join the seeded ones, so that cancels find a
+        # job to cancel for as long as the run adds some. Hypothesis draws
+        # only the number: a choice drawn from the changing list itself
+        # would make it see inconsistent data generation.
+        queued = [job.id for job in store.recent(status="queued", limit=20)]
+        candidates = [*job_ids, *queued]
+        return candidates[draw % len(candidates)]
+
+    return seed_path
+
+
+def _replace(
+    values: dict[str, Any], name: str, strategy: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Any]:
+    fixed = {k: st.just(v) for k, v in values.items() if k != name}
+    return st.fixed_dictionaries({**fixed, name: strategy})
+
+
+def _upload_or(value: Any) -> st.SearchStrategy[Any]:
+    # A file part or a gzip body is a Binary, a text/plain body a str; each
+    # becomes vocabulary text of the same kind, so its media type still fits.
+    if isinstance(value, Binary):
+        return st.one_of(
+            st.just(value), UPLOAD_WORDS.map(lambda text: Binary(text.encode()))
+        )
+    if isinstance(value, str):
+        return st.one_of(st.just(value), UPLOAD_WORDS)
+    return st.just(value)
 
 
 def _seed_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
+    if isinstance(body, Binary):
+        # Only POST /finetune takes a bare binary body: application/gzip.
+        return st.one_of(
+            st.just(body),
+            UPLOAD_WORDS.map(lambda text: Binary(gzip.compress(text.encode()))),
+        )
+    if isinstance(body, str):
+        return _upload_or(body)
     if not isinstance(body, dict):
         return st.just(body)
     seeded: dict[str, st.SearchStrategy[Any]] = {}
     for name, value in body.items():
-        if name in WORD_LIST_FIELDS and isinstance(value, list):
+        if name == "file":
+            seeded[name] = _upload_or(value)
+        elif name in WORD_LIST_FIELDS and isinstance(value, list):
             seeded[name] = st.tuples(*[_word_or(item) for item in value]).map(list)
         elif name == "pairs" and isinstance(value, list):
             seeded[name] = st.tuples(

@@ -1,6 +1,7 @@
 """Faults with real processes (docs/jobs.md, RELIABILITY.md): a worker
 SIGKILLed on every attempt, the API SIGKILLed after a 202 and mid-upload, a
-worker SIGSTOPped past its lease, a full disk, damaged versions. Each test
+worker SIGSTOPped past its lease, a full disk (a tmpfs, or a cap on file
+sizes where mounting one needs rights the run lacks), damaged versions. Each test
 runs one scenario of benchmarks/reliability.py and checks the state it
 leaves; `benchmarks/reliability.py` runs the same scenarios from the shell."""
 
@@ -84,14 +85,17 @@ def _can_mount(tmp_path: Path) -> str | None:
     return None
 
 
+@pytest.mark.parametrize("mount", [True, False], ids=["tmpfs", "file-size-cap"])
 def test_full_disk_refuses_the_upload_and_fails_the_job_leaving_nothing(
-    tmp_path: Path, reliability_base: Path, reliability_words: list[str]
+    tmp_path: Path, reliability_base: Path, reliability_words: list[str], mount: bool
 ) -> None:
-    # TODO: without root (or mount rights) this skips; a fallback with
-    # RLIMIT_FSIZE on the server and worker would cover such CI runners.
-    reason = _can_mount(tmp_path)
-    if reason is not None:
+    # A real small filesystem needs root; the cap on file sizes (RLIMIT_FSIZE,
+    # EFBIG instead of ENOSPC) runs anywhere, so the scenario always runs.
+    if mount and (reason := _can_mount(tmp_path)) is not None:
         pytest.skip(reason)
-    outcome = reliability.disk_full(tmp_path, reliability_base, reliability_words)
+    outcome = reliability.disk_full(
+        tmp_path, reliability_base, reliability_words, mount=mount
+    )
     assert outcome.failed_checks == []
     assert outcome.figures["upload_status"] == 507
+    assert outcome.figures["disk"] == ("tmpfs" if mount else "RLIMIT_FSIZE")

@@ -2,7 +2,9 @@
 truncated files, headers that lie about the counts or dims, NaN and infinite
 values, lines of the wrong length and random bytes. Each either becomes a
 valid bundle or fails with a FormatError, and a failure leaves no bundle
-directory and no temporary file behind."""
+directory and no temporary file behind. Each import runs under a CPU-time
+watchdog, so that a reader caught in a loop fails its example within
+seconds and names the input."""
 
 import math
 import tempfile
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from index.formats import import_vectors, write_word2vec
+from tests.watchdog import cpu_watchdog
 from training.bundle import load_bundle
 from training.errors import FormatError
 
@@ -23,6 +26,9 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# CPU seconds one import may take (files of a few hundred bytes, plus the
+# small index built for the bundle).
+HANG_SECONDS = 20.0
 FORMATS = {
     "word2vec-text": "vectors.txt",
     "word2vec-binary": "vectors.bin",
@@ -65,7 +71,8 @@ def import_or_error(data: bytes, fmt: str, lowercase: bool = False) -> Path | No
         source.write_bytes(data)
         output = root / "bundle"
         try:
-            import_vectors(source, fmt, output, lowercase=lowercase)
+            with cpu_watchdog(HANG_SECONDS, (fmt, data)):
+                import_vectors(source, fmt, output, lowercase=lowercase)
         except FormatError as exc:
             assert str(source) in str(exc), "the error must name the file"
             assert sorted(p.name for p in root.iterdir()) == [source.name]
@@ -195,7 +202,8 @@ def test_repeated_words_keep_their_first_vector(
     with tempfile.TemporaryDirectory() as directory:
         source = Path(directory) / FORMATS[fmt]
         source.write_bytes(data)
-        output = import_vectors(source, fmt, Path(directory) / "b")
+        with cpu_watchdog(HANG_SECONDS, (fmt, data)):
+            output = import_vectors(source, fmt, Path(directory) / "b")
         bundle = load_bundle(output)
         assert bundle.vocabulary.words == words
         np.testing.assert_array_equal(bundle.vectors, vectors)
