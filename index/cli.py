@@ -3,8 +3,11 @@ and the word2vec, GloVe and fastText file formats. `wordvec index`: build a
 bundle's FAISS index."""
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
+
+from training.errors import ConfigError
 
 IMPORT_FORMATS = ["word2vec-text", "word2vec-binary", "glove", "fasttext-vec"]
 EXPORT_FORMATS = ["word2vec-text", "word2vec-binary"]
@@ -34,9 +37,36 @@ def run_export(args: argparse.Namespace) -> int:
     """Export the vectors and print where they went; return the exit status."""
     from index.formats import export_vectors
 
+    check_output_file(args.output)
     path = export_vectors(args.bundle, args.format, args.output)
     print(f"wrote {path}")
     return 0
+
+
+def check_output_file(path: Path) -> None:
+    """Raise ConfigError unless a file can be written (or replaced) at `path`:
+    its directory must exist and be writable, and `path` must not be one."""
+    directory = path.absolute().parent
+    if path.is_dir():
+        raise ConfigError(
+            f"cannot write {path}: it is a directory; give a file name, "
+            f"e.g. {path / 'vectors.txt'}"
+        )
+    if not directory.exists():
+        raise ConfigError(
+            f"cannot write {path}: the directory {directory} does not exist; "
+            "create it first or choose another path"
+        )
+    if not directory.is_dir():
+        raise ConfigError(
+            f"cannot write {path}: {directory} is a file, not a directory; "
+            "choose a path inside a directory"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write {path}: no permission to write in {directory}; "
+            "choose a directory you can write to"
+        )
 
 
 def add_import_parser(subparsers: Any) -> None:
@@ -76,7 +106,10 @@ def add_import_parser(subparsers: Any) -> None:
 def run_import(args: argparse.Namespace) -> int:
     """Import the vectors and print where the bundle went; return the exit status."""
     from index.formats import import_vectors
+    from training.bundle import check_bundle_output
 
+    # Before the file is read, which can take long for a large one.
+    check_bundle_output(args.output)
     path = import_vectors(
         args.file,
         args.format,

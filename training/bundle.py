@@ -142,8 +142,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{path} is a temporary directory left by an interrupted bundle write, "
             "not a bundle; delete it"
         )
-    if not path.is_dir():
+    if not path.exists():
         raise BundleError(f"no bundle at {path}: the directory does not exist")
+    if not path.is_dir():
+        raise BundleError(
+            f"{path} is not a bundle directory: it is a file; give the directory "
+            "that `wordvec train` or `wordvec import` wrote"
+        )
     if not (path / MANIFEST).is_file():
         raise BundleError(f"{path} is not a bundle: it has no {MANIFEST}")
     manifest = _read_json(path / MANIFEST)
@@ -205,7 +210,7 @@ def write_bundle(
     """
     output_dir = Path(output_dir)
     _check_arrays(vocabulary, vectors, training_state)
-    _check_replaceable(output_dir, overwrite)
+    check_bundle_output(output_dir, overwrite=overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_sibling(output_dir, "tmp")
     temporary.mkdir()
@@ -256,17 +261,36 @@ def _write_contents(
     fsync_directory(directory)
 
 
-def _check_replaceable(output_dir: Path, overwrite: bool) -> None:
-    if not output_dir.exists():
-        return
-    if not overwrite:
+def check_bundle_output(output_dir: Path, *, overwrite: bool = False) -> None:
+    """Raise BundleError unless a bundle can be written at `output_dir`.
+
+    Runs before any work, so a bad path fails at once rather than after a
+    whole training run: `output_dir` must not exist (unless `overwrite`, when
+    it must be a bundle), and its nearest existing ancestor must be a
+    directory this process can write in (missing parents are created).
+    """
+    output_dir = Path(output_dir)
+    if os.path.lexists(output_dir):
+        if not overwrite:
+            raise BundleError(f"{output_dir} already exists; choose another path")
+        # Overwriting deletes the old directory, so it had better be a bundle.
+        if not (output_dir / MANIFEST).is_file():
+            raise BundleError(
+                f"refusing to overwrite {output_dir}: it is not a bundle "
+                f"(no {MANIFEST})"
+            )
+    ancestor = output_dir.absolute().parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
         raise BundleError(
-            f"{output_dir} already exists; choose another path or overwrite it"
+            f"cannot create {output_dir}: {ancestor} is a file, not a directory; "
+            "choose an output path inside a directory"
         )
-    # Overwriting deletes the old directory, so it had better be a bundle.
-    if not (output_dir / MANIFEST).is_file():
+    if not os.access(ancestor, os.W_OK | os.X_OK):
         raise BundleError(
-            f"refusing to overwrite {output_dir}: it is not a bundle (no {MANIFEST})"
+            f"cannot create {output_dir}: no permission to write in {ancestor}; "
+            "choose a directory you can write to"
         )
 
 

@@ -4,15 +4,29 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
+import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import DEFAULT_LR, DRY_RUN_TOKENS, TrainConfig
+from training.errors import ConfigError
 
 if TYPE_CHECKING:
     from training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)
+
+# TrainConfig fields that `wordvec train` sets from a flag of the same name.
+_FLAG_SETTINGS = [
+    "architecture", "dim", "window", "negative", "min_count", "max_vocab_size",
+    "sample", "epochs", "lr", "min_lr", "threads", "processes", "sync_every",
+    "seed", "device", "backend", "min_n", "max_n", "buckets",
+]  # fmt: skip
+_SETTING_NAME = re.compile(r"(?<![\w-])(" + "|".join(_FLAG_SETTINGS) + r")(?![\w-])")
+# Key `wordvec evaluate --json` adds next to the scores of each set.
+_SECONDS_KEY = "seconds"
 
 
 def add_train_parser(subparsers: Any) -> None:
@@ -127,7 +141,8 @@ def add_train_parser(subparsers: Any) -> None:
         "--seed",
         type=int,
         default=defaults.seed,
-        help="random seed (default: %(default)s)",
+        help="random seed; a run repeats exactly only with --threads 1, since "
+        "Hogwild threads race on the shared vectors (default: %(default)s)",
     )
     p.add_argument(
         "--device",
@@ -214,6 +229,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def validate_flags(config: TrainConfig) -> None:
+    """Check `config` as TrainConfig.validate does, naming the flag at fault
+    ("--min-count must be at least 1") instead of the setting."""
+    try:
+        config.validate()
+    except ConfigError as exc:
+        message = _SETTING_NAME.sub(
+            lambda m: "--" + m.group(1).replace("_", "-"), str(exc)
+        )
+        raise ConfigError(message) from exc
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train, write the bundle, print the summary; return the exit status."""
     from training.distributed import launched_by_torchrun, member_from_environment
@@ -221,7 +248,7 @@ def run_train(args: argparse.Namespace) -> int:
     from training.trainer import train
 
     config = config_from_args(args)
-    config.validate()
+    validate_flags(config)
     progress = not args.no_progress
     if launched_by_torchrun() and member_from_environment().rank != 0:
         # One progress bar and one log for the whole group, from rank 0.
@@ -282,10 +309,13 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.add_argument(
         "--pairs",
         type=Path,
-        action="append",
+        nargs="+",
+        action="extend",
         default=[],
         metavar="FILE",
-        help="word-pair file, lines 'word1 word2 score' (repeatable)",
+        help="word-pair files, lines 'word1 word2 score'; scores are keyed by "
+        "file name without suffix, or by the path as given when two names clash "
+        "(the flag may also be repeated)",
     )
     p.add_argument(
         "--analogies",
@@ -297,10 +327,14 @@ def add_evaluate_parser(subparsers: Any) -> None:
         "--restrict-vocab",
         type=int,
         default=30_000,
-        help="analogy candidates: the N most frequent words (default: %(default)s)",
+        help="analogy candidates: the N most frequent words, for the shipped "
+        "Google set and --analogies alike (default: %(default)s)",
     )
     p.add_argument(
-        "--json", action="store_true", help="print the scores as JSON to stdout"
+        "--json",
+        action="store_true",
+        help="print the scores and the evaluation time (key 'seconds') as JSON "
+        "to stdout",
     )
     p.set_defaults(handler=run_evaluate)
 
@@ -309,35 +343,58 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a bundle and print the scores; return the exit status."""
     from training.bundle import load_bundle
 
+    if args.restrict_vocab < 1:
+        raise ConfigError(
+            f"--restrict-vocab must be at least 1, got {args.restrict_vocab}"
+        )
     bundle = load_bundle(args.bundle)
+    started = time.perf_counter()
     scores = evaluate_files(bundle, args.pairs, args.analogies, args.restrict_vocab)
+    seconds = round(time.perf_counter() - started, 3)
     if args.json:
-        print(json.dumps(scores, indent=2))
+        print(json.dumps({**scores, _SECONDS_KEY: seconds}, indent=2))
     else:
         print(format_scores(scores))
+        print(f"  evaluated in {seconds:.2f} s")
     return 0
 
 
 def evaluate_files(
     bundle: Any, pairs: list[Path], analogies: Path | None, restrict_vocab: int
 ) -> dict[str, Any]:
-    """Return scores on the given files, or on the shipped sets when none is given."""
+    """Return scores on the given files, or on the shipped sets when none is
+    given, keyed as `result_names` says; a file given twice is scored once."""
     from training import evaluate
 
     if not pairs and analogies is None:
-        return evaluate.evaluate_default(bundle.vocabulary, bundle.vectors)
+        return evaluate.evaluate_default(
+            bundle.vocabulary, bundle.vectors, restrict_vocab=restrict_vocab
+        )
+    pairs = list(dict.fromkeys(pairs))
+    names = result_names([*pairs, *([analogies] if analogies else [])])
     scores: dict[str, Any] = {}
-    for path in pairs:
+    for path, name in zip(pairs, names, strict=False):
         pair_scores = evaluate.evaluate_word_pairs(
             bundle.vocabulary, bundle.vectors, path
         )
-        scores[path.stem] = dataclasses.asdict(pair_scores)
+        scores[name] = dataclasses.asdict(pair_scores)
     if analogies is not None:
         analogy_scores = evaluate.evaluate_analogies(
             bundle.vocabulary, bundle.vectors, analogies, restrict_vocab=restrict_vocab
         )
-        scores[analogies.stem] = dataclasses.asdict(analogy_scores)
+        scores[names[-1]] = dataclasses.asdict(analogy_scores)
     return scores
+
+
+def result_names(paths: list[Path]) -> list[str]:
+    """Return the key of each file's scores: its name without suffix, or the
+    path as given when another file has the same stem (or the stem is the
+    key the timing uses), so no result overwrites another."""
+    stems = Counter(path.stem for path in paths)
+    return [
+        path.stem if stems[path.stem] == 1 and path.stem != _SECONDS_KEY else str(path)
+        for path in paths
+    ]
 
 
 def format_stats(stats: dict[str, Any]) -> str:

@@ -62,6 +62,11 @@ def _named_files(paths: CorpusPaths) -> list[tuple[Path, str]]:
             named.extend(_directory_files(given))
         elif given.is_file():
             named.append((given, given.name))
+        elif given.exists():
+            raise CorpusError(
+                f"corpus path {given} is not a regular file or directory (a device, "
+                "pipe or socket); give text files or directories of them"
+            )
         else:
             raise CorpusError(f"corpus path {given} does not exist; check the path")
     return named

@@ -12,10 +12,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from training.bundle import load_bundle
+from training.bundle import check_bundle_output, load_bundle
 from training.config import DRY_RUN_TOKENS, TrainConfig
 from training.corpus import CorpusPaths, corpus_files, iter_texts
-from training.errors import BundleError, CorpusError
+from training.errors import CorpusError
 from training.tokenizer import tokenize
 from training.trainer import TrainResult, train
 
@@ -33,13 +33,11 @@ def dry_run(
     """Train one epoch on the first `max_tokens` tokens of the corpus and
     return the run's result; its `bundle_path` no longer exists.
 
-    Nothing is written at `output_dir`; it is only checked to be free, as a
-    real run needs. Raises what `training.trainer.train` raises.
+    Nothing is written at `output_dir`; it is only checked as a real run
+    checks it (free, and creatable). Raises what `training.trainer.train` raises.
     """
     config.validate()
-    output_dir = Path(output_dir)
-    if output_dir.exists():
-        raise BundleError(f"{output_dir} already exists; choose another path")
+    check_bundle_output(Path(output_dir))
     config = dataclasses.replace(config, epochs=1)
     with tempfile.TemporaryDirectory(prefix="wordvec-dry-run-") as workdir:
         sample = write_sample(paths, Path(workdir) / "sample.txt", max_tokens)

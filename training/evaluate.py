@@ -142,15 +142,22 @@ def evaluate_analogies(
     return _summarise(scores)
 
 
-def evaluate_default(words_or_vocab: Words, vectors: np.ndarray) -> dict[str, Any]:
+def evaluate_default(
+    words_or_vocab: Words, vectors: np.ndarray, restrict_vocab: int = 30_000
+) -> dict[str, Any]:
     """Return JSON-ready scores on the shipped WordSim-353, SimLex-999 and
-    Google analogy sets (see training/data/README.md). Never contains NaN."""
+    Google analogy sets (see training/data/README.md). Never contains NaN.
+
+    `restrict_vocab` applies to the analogies as in `evaluate_analogies`.
+    """
     return {
         "wordsim353": evaluate_word_pairs(
             words_or_vocab, vectors, WORDSIM353
         ).to_dict(),
         "simlex999": evaluate_word_pairs(words_or_vocab, vectors, SIMLEX999).to_dict(),
-        "analogies": evaluate_analogies(words_or_vocab, vectors, ANALOGIES).to_dict(),
+        "analogies": evaluate_analogies(
+            words_or_vocab, vectors, ANALOGIES, restrict_vocab=restrict_vocab
+        ).to_dict(),
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from training.bundle import TrainingState, write_bundle
+from training.bundle import TrainingState, check_bundle_output, write_bundle
 from training.config import TrainConfig
 from training.corpus import CorpusPaths
 from training.encode import EncodedCorpus, encode_corpus
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 # Tokens per kernel call: large enough that Python's share of the time is
 # negligible, small enough for a smooth progress bar.
 CHUNK_TOKENS = 1 << 20
+MEMINFO = Path("/proc/meminfo")
+CGROUP_MEMORY = Path("/sys/fs/cgroup")
 
 
 @dataclass
@@ -92,10 +94,16 @@ def train(
     data-parallel over several processes (training/distributed.py).
 
     Raises ConfigError for settings out of range (also `negative` not below
-    the vocabulary size, or an unavailable device or backend), CorpusError
-    for an unusable corpus and BundleError when `output_dir` exists.
+    the vocabulary size, vectors larger than the available memory, or an
+    unavailable device or backend), CorpusError for an unusable corpus and
+    BundleError when `output_dir` exists or cannot be created; the settings
+    and `output_dir` are checked before the corpus is read.
     """
     config.validate()
+    output_dir = Path(output_dir)
+    check_bundle_output(output_dir)
+    # The smallest vocabulary training accepts, to refuse a huge dim at once.
+    check_parameter_memory(config, config.negative + 1)
     # Imported lazily like torch itself; the module does not import torch.
     from training import distributed
 
@@ -106,7 +114,6 @@ def train(
     device = resolve_device(config.device)
     threads = resolve_threads(config.threads)
     started = time.perf_counter()
-    output_dir = Path(output_dir)
     with encoded_corpus(paths, config, output_dir, progress=progress) as (corpus, _):
         encode_seconds = time.perf_counter() - started
         params = new_params(config, corpus.vocabulary)
@@ -159,7 +166,8 @@ def encoded_corpus(
     ids file are removed on exit.
 
     Raises CorpusError for an unusable corpus and ConfigError when the
-    vocabulary is too small for `config.negative`.
+    vocabulary is too small for `config.negative` or its vectors too large
+    for the available memory.
     """
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
@@ -174,6 +182,7 @@ def encoded_corpus(
             progress=progress,
         )
         check_vocabulary_size(config, corpus.vocabulary)
+        check_parameter_memory(config, len(corpus.vocabulary))
         yield corpus, Path(workdir)
 
 
@@ -217,6 +226,55 @@ def check_vocabulary_size(config: TrainConfig, vocabulary: Vocabulary) -> None:
             f"({len(vocabulary)} words); lower --negative or --min-count, or use "
             "a larger corpus"
         )
+
+
+def check_parameter_memory(config: TrainConfig, vocab_size: int) -> None:
+    """Raise ConfigError when the parameter matrices of `vocab_size` words
+    (input and output vectors, plus n-gram rows with subwords, float32)
+    cannot fit in the memory available now; do nothing when that is unknown.
+
+    Only the certainly impossible is refused: a run also needs memory for
+    the corpus buffer and evaluation, so one that passes can still run out.
+    """
+    available = available_memory()
+    rows = 2 * vocab_size + (config.buckets if config.subwords else 0)
+    needed = rows * config.dim * 4
+    if available is None or needed <= available:
+        return
+    raise ConfigError(
+        f"the vectors of {vocab_size:,} words at --dim {config.dim} need "
+        f"{_gib(needed)} of memory but {_gib(available)} is available; lower "
+        "--dim, or shrink the vocabulary with --min-count or --max-vocab-size"
+    )
+
+
+def available_memory() -> int | None:
+    """Return the bytes of memory a new allocation can get: the kernel's
+    MemAvailable, lowered by a cgroup v2 limit (as in a container); None
+    where neither can be read (not Linux)."""
+    # TODO: a cgroup v1 limit (memory/memory.limit_in_bytes) is not read, so
+    # on such hosts a container's limit can be above what this allows; read
+    # it too if wordvec is deployed on cgroup v1.
+    available = None
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = (CGROUP_MEMORY / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((CGROUP_MEMORY / "memory.current").read_text())
+            left = max(int(limit) - used, 0)
+            available = left if available is None else min(available, left)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):,.1f} GiB"
 
 
 def new_params(config: TrainConfig, vocabulary: Vocabulary) -> ModelParams:

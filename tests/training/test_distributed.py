@@ -111,7 +111,7 @@ def test_processes_zero_is_a_config_error(
     argv = ["train", str(tiny_corpus), "--output", str(tmp_path / "m")]
     assert main([*argv, "--processes", "0"]) == 2
     assert capsys.readouterr().err == (
-        "wordvec: error: processes must be at least 1, got 0\n"
+        "wordvec: error: --processes must be at least 1, got 0\n"
     )
     assert not (tmp_path / "m").exists()
 
@@ -258,16 +258,21 @@ def test_torchrun_group_writes_one_bundle_from_rank_zero(tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(not native_available(), reason="training._native is not built")
-def test_one_process_on_the_native_kernel_never_imports_torch(
+def test_one_process_native_train_and_evaluate_never_import_torch_faiss_or_fastapi(
     tiny_corpus: Path, tmp_path: Path
 ) -> None:
+    # Through the `wordvec` entry point, which must load only what the
+    # subcommand needs: each of these costs tens of megabytes.
+    bundle = str(tmp_path / "m")
     script = (
         "import sys\n"
-        "from training.config import TrainConfig\n"
-        "from training.trainer import train\n"
-        f"train([{str(tiny_corpus)!r}], TrainConfig(min_count=2, epochs=1, "
-        f"backend='native', device='cpu'), {str(tmp_path / 'm')!r}, progress=False)\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from app.cli import main\n"
+        f"assert main(['train', {str(tiny_corpus)!r}, '--output', {bundle!r}, "
+        "'--min-count', '2', '--epochs', '1', '--backend', 'native', "
+        "'--device', 'cpu', '--no-progress']) == 0\n"
+        f"assert main(['evaluate', {bundle!r}]) == 0\n"
+        "loaded = {'torch', 'faiss', 'fastapi', 'uvicorn'} & set(sys.modules)\n"
+        "assert not loaded, f'imported {loaded}'\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from training.dry_run import write_sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,15 +56,20 @@ def test_dry_run_json_reports_one_epoch_and_scores(tmp_path: Path) -> None:
     assert set(summary["evaluation"]) == {"wordsim353", "simlex999", "analogies"}
 
 
-def test_dry_run_refuses_an_existing_output_like_a_real_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [["--dry-run"], []], ids=["dry-run", "real-run"])
+def test_dry_run_refuses_an_existing_output_like_a_real_run(
+    tmp_path: Path, mode: list[str]
+) -> None:
     (tmp_path / "model").mkdir()
     done = run_wordvec(
-        "train", str(DEFAULT_CORPUS), "--output", str(tmp_path / "model"), "--dry-run"
+        "train", str(DEFAULT_CORPUS), "--output", str(tmp_path / "model"), *mode
     )
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
+    assert done.stderr.splitlines() == [
         f"wordvec: error: {tmp_path / 'model'} already exists; choose another path"
-    )
+    ]
+    # Refused before the corpus was read: no encoding directory was made.
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"]
 
 
 def test_sample_takes_about_the_token_budget_from_every_file(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """The trainer end to end on a tiny corpus: it writes a bundle that loads,
-records its run, and turns bad settings into ConfigError."""
+records its run and puts related words closer than unrelated ones, and turns
+bad settings into ConfigError."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.training.test_kernels import topic_separation
 from training import kernels
 from training.bundle import load_bundle
 from training.config import TrainConfig
@@ -26,9 +28,15 @@ def small_config(**overrides: object) -> TrainConfig:
     return TrainConfig(**values)  # type: ignore[arg-type]
 
 
-def test_train_writes_a_bundle_that_loads(tiny_corpus: Path, tmp_path: Path) -> None:
-    result = train([tiny_corpus], small_config(), tmp_path / "model", progress=False)
+def test_train_writes_a_bundle_that_loads_with_same_topic_words_closer(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    # Every word of the tiny corpus is frequent, so the default subsampling
+    # would drop most of it.
+    config = small_config(epochs=5, sample=0.0)
+    result = train([tiny_corpus], config, tmp_path / "model", progress=False)
     bundle = load_bundle(result.bundle_path, verify=True)
+    assert topic_separation(bundle, np.asarray(bundle.vectors)) > 0.2  # type: ignore[arg-type]
     assert bundle.vectors.shape == (len(bundle.vocabulary), 16)
     assert bundle.manifest["source"] == "trained"
     assert bundle.manifest["config"]["dim"] == 16
@@ -40,7 +48,7 @@ def test_train_writes_a_bundle_that_loads(tiny_corpus: Path, tmp_path: Path) -> 
     state = bundle.load_training_state()
     assert state is not None
     assert state.output_vectors.shape == bundle.vectors.shape
-    assert state.state["epochs_done"] == 2
+    assert state.state["epochs_done"] == 5
 
 
 @pytest.mark.parametrize("backend", ["torch", "auto"])
