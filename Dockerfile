@@ -33,8 +33,20 @@ COPY app app
 # --build-arg WORDVEC_NATIVE_ARCH=native, or the kernel falls back to PyTorch).
 ARG WORDVEC_NATIVE_ARCH=x86-64-v2
 RUN WORDVEC_NATIVE_ARCH=${WORDVEC_NATIVE_ARCH} \
-    pip install --no-build-isolation ".[redis]" \
-    && python -c "import training.kernels as k; print('native kernel:', k.native_available())"
+    pip install --no-build-isolation ".[redis]"
+# setup.py lets a failed compile pass quietly (fine on a laptop without a
+# compiler), which here would ship an image that trains ~30x slower. So the
+# build stops unless the installed package has its kernel; pass
+# --build-arg ALLOW_TORCH_FALLBACK=1 to accept the PyTorch path on purpose.
+# The check runs from / so that it imports the installed package, not /src.
+ARG ALLOW_TORCH_FALLBACK=0
+RUN cd / && python -c "import os, sys, training.kernels as k; \
+built = k.native_available(); \
+print('native kernel:', 'built' if built else 'NOT built (PyTorch fallback)'); \
+allowed = os.environ.get('ALLOW_TORCH_FALLBACK') == '1'; \
+sys.exit(0 if built or allowed else 'the native kernel did not compile (see \
+the pip output above); fix that, or build with --build-arg \
+ALLOW_TORCH_FALLBACK=1 to ship the ~30x slower PyTorch path')"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -9,6 +9,12 @@ MODEL := models/default
 DATA ?= var/wordvec
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Package index for torch alone, e.g. https://download.pytorch.org/whl/cpu.
+# Empty: pip's configured indexes, which serve the CPU build only where pip is
+# set up for it (a local wheel directory, as on this project's machines); on
+# Linux x86-64, PyPI's torch is the multi-gigabyte CUDA build. That index
+# carries torch's dependencies too, so it stands in for PyPI on this one line.
+TORCH_INDEX ?=
 
 .PHONY: install run model test lint typecheck pytest bench reliability clean
 
@@ -16,8 +22,8 @@ $(STAMP): pyproject.toml setup.py training/native/word2vec_kernel.cpp
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wordvec needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel ninja
-	# Pinned: an unpinned torch resolves to a multi-gigabyte CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# Pinned, and from TORCH_INDEX when given: see TORCH_INDEX above.
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	# No build isolation: the native kernel compiles against the torch just installed.
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[dev]'
 	@$(BIN)/python -c 'import training.kernels as k; print("native kernel:", "built" if k.native_available() else "NOT built (PyTorch fallback)")'
@@ -56,7 +62,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 # The long run of RELIABILITY.md: the API fuzzed with 1000 cases per operation,
-# then every fault and load scenario with real processes (some 15 minutes).
+# then every fault and load scenario with real processes (about 6-7 minutes).
 reliability: $(STAMP)
 	$(BIN)/python benchmarks/fuzz_api.py --examples 1000
 	$(BIN)/python benchmarks/reliability.py --json reliability.json

@@ -36,7 +36,8 @@ def add_serve_parser(subparsers: Any) -> None:
         type=Path,
         nargs="?",
         metavar="BUNDLE_DIR",
-        help="bundle to serve as it is (give this or --data-dir)",
+        help="bundle to serve as it is (give this or --data-dir; default: "
+        "WORDVEC_BUNDLE_PATH when neither is given nor WORDVEC_DATA_DIR set)",
     )
     p.add_argument(
         "--data-dir",
@@ -63,10 +64,11 @@ def add_serve_parser(subparsers: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     """Check what is to be served, then run uvicorn until interrupted; return
     the exit status. Raises ConfigError unless exactly one of BUNDLE_DIR and
-    --data-dir (or WORDVEC_DATA_DIR) is given."""
+    --data-dir is given or, without either, the settings name a bundle or a
+    data directory; a bad WORDVEC_* setting raises pydantic's ValidationError."""
     import uvicorn
 
-    source = _choose_source(args)
+    source = _choose_source(args, _fresh_settings())
     settings = _settings_for(args)
     metrics_dir = _share_metrics_between_workers()
     logger.info(
@@ -100,6 +102,12 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fresh_settings() -> Settings:
+    """Read the settings again from the environment and .env."""
+    get_settings.cache_clear()
+    return get_settings()
+
+
 def _settings_for(args: argparse.Namespace) -> Settings:
     # Workers are new processes that read settings from the environment, so
     # the flags travel there rather than as arguments. Only one of the two
@@ -117,25 +125,39 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     # `wordvec --log-level` applies when given; otherwise WORDVEC_LOG_LEVEL does.
     if args.log_level != "INFO" or "WORDVEC_LOG_LEVEL" not in os.environ:
         os.environ["WORDVEC_LOG_LEVEL"] = args.log_level
-    get_settings.cache_clear()
-    return get_settings()
+    settings = _fresh_settings()
+    if args.data_dir is None and settings.data_dir is not None:
+        # Only a .env file can still name it (the variable was just removed),
+        # and the workers would serve it instead of the bundle.
+        raise ConfigError(
+            f"WORDVEC_DATA_DIR={settings.data_dir} in .env would be served "
+            "instead of BUNDLE_DIR; remove it from .env, or serve with --data-dir"
+        )
+    return settings
 
 
-def _choose_source(args: argparse.Namespace) -> Path:
-    """Settle `args.bundle` or `args.data_dir` (exactly one), check it, return it."""
+def _choose_source(args: argparse.Namespace, settings: Settings) -> Path:
+    """Settle `args.bundle` or `args.data_dir` (exactly one), check it, return it.
+
+    Flags win; without them, `settings.data_dir` and then `settings.bundle_path`
+    (WORDVEC_DATA_DIR, WORDVEC_BUNDLE_PATH, from the environment or .env) name
+    what to serve, in the order the app itself follows.
+    """
     if args.bundle is not None and args.data_dir is not None:
         raise ConfigError(
             "give BUNDLE_DIR or --data-dir, not both: a bundle is served as it "
             "is, a data directory serves its active version"
         )
     if args.bundle is None and args.data_dir is None:
-        from_env = os.environ.get("WORDVEC_DATA_DIR")
-        if not from_env:
+        if settings.data_dir is not None:
+            args.data_dir = settings.data_dir
+        elif settings.bundle_path is not None:
+            args.bundle = settings.bundle_path
+        else:
             raise ConfigError(
-                "nothing to serve: give a BUNDLE_DIR, or --data-dir DIR "
-                "(or set WORDVEC_DATA_DIR)"
+                "nothing to serve: give a BUNDLE_DIR, or --data-dir DIR (or set "
+                "WORDVEC_BUNDLE_PATH or WORDVEC_DATA_DIR)"
             )
-        args.data_dir = Path(from_env)
     if args.bundle is not None:
         read_manifest(args.bundle)  # fail here, with the reason, not in a worker
         return Path(args.bundle)

@@ -1,6 +1,7 @@
-"""Dockerfile, .dockerignore and docker-compose.yml, checked without a Docker
-engine: parsed and compared with the project, and the exact commands the
-containers run, run here as processes against a temporary data directory."""
+"""Dockerfile, .dockerignore, docker-compose.yml with its Redis override, and
+the Makefile's torch install, checked without a Docker engine: parsed and
+compared with the project, and the exact commands the containers run, run
+here as processes against a temporary data directory."""
 
 import fnmatch
 import os
@@ -28,16 +29,25 @@ from tests.conftest import write_tiny_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+REDIS_OVERRIDE = ROOT / "compose.redis.yaml"
+REDIS_QUEUE_URL = "redis://redis:6379/0"
+SUBCOMMANDS = {"init": "init", "api": "serve", "worker": "worker"}
 WORDVEC_SERVICES = ("init", "api", "worker")
 # Where the worker service notes that it is alive, inside its container.
 ALIVE_FILE = "/tmp/wordvec-worker.alive"
 DATA_VOLUME = "wordvec-data:/data"
 SECRET_PATH = "/run/secrets/api_key"
+STACK_API_KEY = "stack-test-key"
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def redis_override() -> dict[str, Any]:
+    return yaml.safe_load(REDIS_OVERRIDE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +86,7 @@ def test_compose_runs_init_api_and_worker_on_one_data_volume(
     for name in WORDVEC_SERVICES:
         assert services[name]["volumes"] == [DATA_VOLUME], name
         assert "profiles" not in services[name], f"{name} must start by default"
-    assert set(compose["volumes"]) == {"wordvec-data", "redis-data"}
+    assert set(compose["volumes"]) == {"wordvec-data"}
 
 
 def test_api_and_worker_wait_for_init_to_succeed(compose: dict[str, Any]) -> None:
@@ -140,14 +150,70 @@ def test_settings_come_from_the_environment_not_the_file(
     assert api["ports"][0].startswith("${WORDVEC_BIND_ADDRESS:-127.0.0.1}:")
 
 
-def test_redis_profile_adds_the_queue_that_api_and_worker_can_switch_to(
+# Settings a service's command fixes, so compose must not pass them: the
+# data directory, and the API's listening address and port (the port is the
+# one published and health-checked; WORDVEC_PUBLISHED_PORT moves it).
+FIXED_BY_COMMAND = {
+    "api": {"bundle_path", "data_dir", "host", "port"},
+    "worker": {"data_dir"},
+}
+# Read by the job worker's processes only.
+WORKER_MODULES = ("app/jobs/worker.py", "app/jobs/runner.py")
+WORKER_ONLY = {"job_time_limit", "job_heartbeat_interval", "job_lease"}
+
+
+def settings_in(service: dict[str, Any]) -> set[str]:
+    """The Settings fields a compose service's environment passes."""
+    prefix = "WORDVEC_"
+    return {key[len(prefix) :].lower() for key in service["environment"]}
+
+
+def settings_read_by(paths: list[Path]) -> set[str]:
+    """Settings fields that the source files at `paths` read as `settings.X`."""
+    found: set[str] = set()
+    for path in paths:
+        found |= set(re.findall(r"\bsettings\.([a-z_]+)\b", path.read_text()))
+    return found & set(Settings.model_fields)
+
+
+def test_every_setting_is_passed_to_the_services_that_read_it(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert services["redis"]["profiles"] == ["redis"]
-    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    fields = set(Settings.model_fields)
+    worker_modules = [ROOT / name for name in WORKER_MODULES]
+    api_modules = [p for p in (ROOT / "app").rglob("*.py") if p not in worker_modules]
+    # A new setting fails here until the compose file passes it (or this
+    # test says why it does not).
+    assert fields - settings_in(services["api"]) == (
+        FIXED_BY_COMMAND["api"] | WORKER_ONLY
+    )
+    assert not settings_read_by(api_modules) & WORKER_ONLY
+    worker_reads = settings_read_by(worker_modules) - FIXED_BY_COMMAND["worker"]
+    assert worker_reads | WORKER_ONLY <= settings_in(services["worker"])
+    assert "queue_url" in settings_in(services["worker"])
+    # The worker never gets the API key.
+    assert not {"api_key", "api_key_file"} & settings_in(services["worker"])
+
+
+def test_redis_override_adds_redis_and_switches_the_queue_to_it(
+    compose: dict[str, Any], redis_override: dict[str, Any]
+) -> None:
+    services = redis_override["services"]
+    redis = services["redis"]
+    # Always on with the file: a service that api and worker depend on
+    # cannot sit behind a profile that is off.
+    assert "profiles" not in redis
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert redis["volumes"] == ["redis-data:/data"]
+    assert "redis-data" in redis_override["volumes"]
     for name in ("api", "worker"):
-        assert "WORDVEC_QUEUE_URL" in services[name]["environment"]
+        assert services[name]["environment"] == {"WORDVEC_QUEUE_URL": REDIS_QUEUE_URL}
+        condition = services[name]["depends_on"]["redis"]["condition"]
+        assert condition == "service_healthy"
+        # Passed through in the base file, so the override's value lands.
+        assert "WORDVEC_QUEUE_URL" in compose["services"][name]["environment"]
+    assert set(services) == {"api", "worker", "redis"}
 
 
 def compose_command() -> list[str] | None:
@@ -164,30 +230,71 @@ def compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("profile", [None, "redis"])
-def test_compose_config_validates(tmp_path: Path, profile: str | None) -> None:
+def compose_config(
+    tmp_path: Path, files: list[Path], use_compose_file_variable: bool = False
+) -> dict[str, Any]:
+    """The merged configuration `compose config` prints for `files`, named
+    with -f flags or, as a .env line would, with COMPOSE_FILE."""
     command = compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
     secret = tmp_path / "api_key"
     secret.write_text("a-test-key\n")
     env = {**os.environ, "WORDVEC_API_KEY_SECRET": str(secret)}
-    env.pop("COMPOSE_PROFILES", None)
-    profile_flags = ["--profile", profile] if profile else []
+    for name in ("COMPOSE_PROFILES", "COMPOSE_FILE", "WORDVEC_QUEUE_URL"):
+        env.pop(name, None)
+    if use_compose_file_variable:
+        env["COMPOSE_FILE"] = ":".join(str(f) for f in files)
+        file_flags = []
+    else:
+        file_flags = [arg for f in files for arg in ("-f", str(f))]
+    # An empty .env, so that a developer's own .env cannot change the result.
+    env_file = tmp_path / "empty.env"
+    env_file.touch()
     result = subprocess.run(
-        [*command, "-f", str(COMPOSE_FILE), *profile_flags, "config"],
+        [*command, *file_flags, "--env-file", str(env_file), "config"],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    resolved = yaml.safe_load(result.stdout)
-    services = resolved["services"]
-    assert set(WORDVEC_SERVICES) <= set(services)
-    if profile:
-        assert services["redis"]["profiles"] == [profile]
+    resolved: dict[str, Any] = yaml.safe_load(result.stdout)
     assert resolved["secrets"]["api_key"]["file"] == str(secret)
+    return resolved
+
+
+def test_compose_config_validates_and_keeps_the_sqlite_queue(tmp_path: Path) -> None:
+    services = compose_config(tmp_path, [COMPOSE_FILE])["services"]
+    assert set(services) == set(WORDVEC_SERVICES)
+    for name in ("api", "worker"):
+        # Unset in the shell: left out of the container, so SQLite is used.
+        assert services[name]["environment"].get("WORDVEC_QUEUE_URL") is None
+        assert set(services[name]["depends_on"]) == {"init"}
+
+
+@pytest.mark.parametrize("use_compose_file_variable", [False, True])
+def test_compose_config_with_the_redis_override_uses_redis(
+    tmp_path: Path, use_compose_file_variable: bool
+) -> None:
+    files = [COMPOSE_FILE, REDIS_OVERRIDE]
+    resolved = compose_config(tmp_path, files, use_compose_file_variable)
+    services = resolved["services"]
+    assert set(services) == {*WORDVEC_SERVICES, "redis"}
+    for name in ("api", "worker"):
+        service = services[name]
+        assert service["environment"]["WORDVEC_QUEUE_URL"] == REDIS_QUEUE_URL
+        # (Compose v2 adds keys of its own, such as `required`.)
+        conditions = {k: v["condition"] for k, v in service["depends_on"].items()}
+        assert conditions == {
+            "init": "service_completed_successfully",
+            "redis": "service_healthy",
+        }
+        # The rest of the service is the base file's.
+        assert service["command"][:2] == ["wordvec", SUBCOMMANDS[name]]
+    assert "WORDVEC_API_KEY_FILE" in services["api"]["environment"]
+    assert set(resolved["volumes"]) == {"wordvec-data", "redis-data"}
 
 
 # ---- Dockerfile and .dockerignore ---------------------------------------
@@ -208,6 +315,57 @@ def test_image_is_multi_stage_with_cpu_torch_and_no_compiler_at_run_time(
     runtime = " ".join(final_stage(dockerfile))
     assert "g++" not in runtime and "apt-get install" not in runtime
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
+
+
+def build_stage(dockerfile: list[str]) -> list[str]:
+    starts = [i for i, line in enumerate(dockerfile) if line.upper().startswith("FROM")]
+    return dockerfile[starts[0] : starts[1]]
+
+
+def run_kernel_check(
+    script: str, env_vars: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run the image's kernel check with this environment's Python as `python`."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(
+        ["sh", "-c", script],
+        env={**os.environ, "PATH": path, **env_vars},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_image_build_fails_without_the_native_kernel_unless_allowed(
+    dockerfile: list[str], tmp_path: Path
+) -> None:
+    from training.kernels import native_available
+
+    build = build_stage(dockerfile)
+    (check,) = [line for line in build if "native_available()" in line]
+    install = next(i for i, line in enumerate(build) if '".[redis]"' in line)
+    assert install < build.index("ARG ALLOW_TORCH_FALLBACK=0") < build.index(check)
+    script = check.removeprefix("RUN ")
+    # Docker passes the ARG to RUN as an environment variable.
+    built = run_kernel_check(script, {"ALLOW_TORCH_FALLBACK": "0"})
+    assert (built.returncode == 0) == native_available(), built.stderr
+    # A copy of the package whose kernel cannot be imported, as after a
+    # compile that failed. (A module that raises, since the editable install
+    # here would otherwise find the checkout's compiled one.)
+    shutil.copytree(
+        ROOT / "training",
+        tmp_path / "training",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
+    (tmp_path / "training" / "_native.py").write_text("raise ImportError\n")
+    without = {"PYTHONPATH": str(tmp_path), "ALLOW_TORCH_FALLBACK": "0"}
+    failed = run_kernel_check(script, without)
+    assert failed.returncode != 0
+    assert "NOT built" in failed.stdout
+    assert "--build-arg ALLOW_TORCH_FALLBACK=1" in " ".join(failed.stderr.split())
+    allowed = run_kernel_check(script, {**without, "ALLOW_TORCH_FALLBACK": "1"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert "NOT built" in allowed.stdout
 
 
 def test_image_runs_as_a_non_root_user(dockerfile: list[str]) -> None:
@@ -335,6 +493,31 @@ def test_api_key_is_read_from_the_secret_file(
         Settings()
 
 
+# ---- Makefile ------------------------------------------------------------
+
+
+def make_dry_run(*variables: str) -> list[str]:
+    """The commands `make install` would run (-n: none is run), one per line."""
+    result = subprocess.run(
+        ["make", "-n", "-B", "install", *variables],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_makefile_takes_torch_from_torch_index_when_given() -> None:
+    index = "https://download.pytorch.org/whl/cpu"
+    (line,) = [c for c in make_dry_run(f"TORCH_INDEX={index}") if "torch==" in c]
+    assert line.split()[-3:] == ["torch==2.13.0", "--index-url", index]
+    # Empty by default: pip's own configuration decides, as before.
+    (line,) = [c for c in make_dry_run() if "torch==" in c]
+    assert line.split()[-1] == "torch==2.13.0"
+
+
 # ---- the containers' commands, run here ---------------------------------
 
 
@@ -345,11 +528,15 @@ def stack_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     corpus = root / "corpus"
     corpus.mkdir()
     write_tiny_corpus(corpus / "tiny.txt", num_sentences=600)
+    # The api_key secret, as compose mounts it.
+    secret = root / "api_key"
+    secret.write_text(f"{STACK_API_KEY}\n")
     return {
         "/data": str(root / "data"),
         "/app/data/corpus": str(corpus),
         "0.0.0.0": "127.0.0.1",
         ALIVE_FILE: str(root / "worker.alive"),
+        SECRET_PATH: str(secret),
     }
 
 
@@ -360,11 +547,19 @@ def local(command: list[str], paths: dict[str, str]) -> list[str]:
     return head + [paths.get(arg, arg) for arg in command[1:]]
 
 
-def stack_env(port: int | None = None) -> dict[str, str]:
+def stack_env(
+    port: int | None = None,
+    service: dict[str, Any] | None = None,
+    paths: dict[str, str] | None = None,
+) -> dict[str, str]:
     """This environment without WORDVEC_* settings, as compose leaves it when
-    the shell sets none; with `port`, the server's port."""
+    the shell sets none, plus the values `service` fixes (paths swapped by
+    `paths`); with `port`, the server's port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORDVEC_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    for key, value in (service or {}).get("environment", {}).items():
+        if value is not None:
+            env[key] = (paths or {}).get(value, value)
     if port is not None:
         env["WORDVEC_PORT"] = str(port)
     return env
@@ -392,6 +587,8 @@ def test_init_command_trains_and_activates_the_default_model(
     assert registry.active_version() == "default"
     assert [v.version for v in registry.versions()] == ["default"]
     assert "training 'default'" in initialised
+    # Progress while it trains: one line per epoch.
+    assert re.search(r"epoch 1/\d+: loss \d", initialised), initialised
 
 
 def test_init_command_on_a_second_start_does_nothing(
@@ -417,11 +614,12 @@ def api_process(
     """The api service's command running; yields its URL and port."""
     port = free_port()
     log = tmp_path_factory.mktemp("stack-logs") / "api.log"
-    command = local(compose["services"]["api"]["command"], stack_paths)
+    api = compose["services"]["api"]
+    command = local(api["command"], stack_paths)
+    env = stack_env(port, api, stack_paths)
+    assert env["WORDVEC_API_KEY_FILE"] == stack_paths[SECRET_PATH]
     with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=log_file, env=stack_env(port)
-        )
+        process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, process, log)
@@ -451,6 +649,22 @@ def test_api_command_serves_the_model_and_passes_its_health_check(
     assert answer["neighbours"]
     assert run_health_check(compose, port) == 0
     assert httpx.get(f"{url}/", timeout=10).status_code == 200
+
+
+def test_api_command_guards_changes_with_the_key_from_the_secret_file(
+    api_process: tuple[str, int],
+) -> None:
+    url, _ = api_process
+    activate = f"{url}/models/default/activate"
+    refused = httpx.post(activate, timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    wrong = {"Authorization": "Bearer not-the-key"}
+    assert httpx.post(activate, headers=wrong, timeout=10).status_code == 401
+    key = {"Authorization": f"Bearer {STACK_API_KEY}"}
+    accepted = httpx.post(activate, headers=key, timeout=10)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["version"] == "default"
 
 
 def test_health_check_fails_when_nothing_answers(compose: dict[str, Any]) -> None:

@@ -8,6 +8,11 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The kinds `wordvec index --index` builds (index.kinds.KIND_CHOICES), written
+# out because a Literal needs its values in the source; a test keeps the two
+# in step.
+IndexKindSetting = Literal["auto", "flat", "hnsw", "ivf-pq"]
+
 
 class Settings(BaseSettings):
     """What the HTTP service serves and the limits it enforces on each request.
@@ -16,8 +21,14 @@ class Settings(BaseSettings):
     and prefixed with `WORDVEC_`, e.g. `WORDVEC_BUNDLE_PATH`, `WORDVEC_MAX_K`.
     """
 
+    # An empty variable counts as unset, so `WORDVEC_MAX_K=` in .env, or a
+    # compose file passing `${WORDVEC_MAX_K:-}`, leaves the default in place.
     model_config = SettingsConfigDict(
-        env_prefix="WORDVEC_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="WORDVEC_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
     )
 
     bundle_path: Path | None = Field(
@@ -36,7 +47,7 @@ class Settings(BaseSettings):
     )
     # TODO: VectorIndex.load takes no index kind yet, so this only checks the
     # bundle's index at load time; pass it to load once index/ accepts a kind.
-    index_kind: str = Field(
+    index_kind: IndexKindSetting = Field(
         default="auto",
         description="index kind the bundle must carry ('auto' accepts any)",
     )

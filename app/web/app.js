@@ -236,7 +236,7 @@ function plotSvg(words, points, scores) {
     "aria-label": `map of ${words[0]} and its neighbours`,
   });
   const place = fitToBox(points);
-  points.forEach((point, i) => {
+  const groups = points.map((point, i) => {
     const [x, y] = place(point);
     const group = svgElement("g", { class: i === 0 ? "point query" : "point" });
     const dotShape = svgElement("circle", { cx: x, cy: y, r: i === 0 ? 7 : 5 });
@@ -248,8 +248,11 @@ function plotSvg(words, points, scores) {
       : `${words[i]}: cosine ${scores.get(words[i]).toFixed(3)}`;
     group.append(tip, dotShape, label);
     if (i > 0) group.addEventListener("click", () => searchFor(words[i]));
-    svg.append(group);
+    return group;
   });
+  // SVG paints in document order: the query word goes last, so that close
+  // neighbours never hide it.
+  svg.append(...groups.slice(1), groups[0]);
   return svg;
 }
 

@@ -55,6 +55,30 @@ def test_plot_spreads_points_apart(page: Page) -> None:
     assert not any("NaN" in f"{x}{y}" for x, y in centres)
 
 
+# The query's dot as the browser paints it, and whether anything is painted
+# after it (SVG draws later elements on top of earlier ones).
+QUERY_DOT = """svg => {
+  const points = [...svg.querySelectorAll("g.point")];
+  const style = (g) => getComputedStyle(g.querySelector("circle"));
+  const query = svg.querySelector("g.point.query");
+  const neighbour = points.find((g) => g !== query);
+  return {
+    last: points[points.length - 1] === query,
+    fill: style(query).fill, neighbourFill: style(neighbour).fill,
+    stroke: style(query).stroke, neighbourStroke: style(neighbour).stroke,
+  };
+}"""
+
+
+def test_query_word_is_drawn_on_top_and_marked_apart(page: Page) -> None:
+    search(page, "king")
+    expect(page.locator("#plot svg g.point")).to_have_count(11, timeout=WAIT_MS)
+    dot = page.locator("#plot svg").evaluate(QUERY_DOT)
+    assert dot["last"], "a neighbour is painted over the query word"
+    assert dot["fill"] != dot["neighbourFill"]
+    assert dot["stroke"] != dot["neighbourStroke"]
+
+
 # Pairs of word labels in the plot whose rendered boxes intersect.
 OVERLAPPING_LABELS = """svg => {
   const boxes = [...svg.querySelectorAll("g.point text")].map(t => t.getBBox());
