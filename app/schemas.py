@@ -17,11 +17,17 @@ BodyWord = Annotated[str, Field(min_length=1)]
 
 class Neighbour(BaseModel):
     word: str
-    score: float = Field(description="cosine score, or the 3CosMul objective")
+    score: float = Field(
+        description="cosine score, -1 to 1 (for analogies: with b - a + c, "
+        "whichever method ranked the answers)"
+    )
 
 
 class NeighboursResponse(BaseModel):
-    word: str = Field(description="the query word as the vocabulary spells it")
+    word: str = Field(
+        description="the word answered for: as the vocabulary spells it, or "
+        "normalised when out of vocabulary"
+    )
     model_version: str
     inferred: bool = Field(
         description="true when the word is out of vocabulary and its vector was "
@@ -150,15 +156,43 @@ class VocabularyResponse(BaseModel):
     words: list[VocabularyWord] = Field(description="most frequent first")
 
 
+class NeighbourListsPublic(BaseModel):
+    words: int | None = Field(description="most frequent words with a list")
+    k: int | None = Field(description="neighbours per list")
+
+
+class IndexPublic(BaseModel):
+    """What GET /models shows of a version's index (from BUNDLE/index/index.json)."""
+
+    kind: str | None = Field(description="flat, hnsw or ivf-pq")
+    recall_at_10: float | None = Field(
+        description="recall@10 against exact search, measured by the build"
+    )
+    recall_floor: float | None = Field(description="the build's recall floor")
+    recall_sample_size: int | None = Field(
+        description="query words recall was measured on (0 for flat: exact)"
+    )
+    factory: str | None = Field(description="FAISS factory string, e.g. HNSW32,Flat")
+    params: dict[str, Any] = Field(
+        description="search and build parameters, e.g. efSearch or nprobe"
+    )
+    built_at: str | None = Field(description="when `wordvec index` built it (UTC)")
+    built_at_load: bool = Field(
+        description="true when the bundle has no index and is searched exactly "
+        "over vectors normalised at load"
+    )
+    neighbour_lists: NeighbourListsPublic | None = Field(
+        description="exact neighbour lists precomputed for the most frequent words"
+    )
+
+
 class ModelPublic(BaseModel):
     version: str
     source: str | None
     created_at: str | None
     vocab_size: int
     dim: int
-    index: dict[str, Any] = Field(
-        description="index kind, recall_at_10 and build facts"
-    )
+    index: IndexPublic
     evaluation: dict[str, Any] | None
     active: bool
     base_version: str | None = Field(

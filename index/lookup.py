@@ -22,6 +22,7 @@ import numpy as np
 from index.store import map_array
 from index.store import save_normalised as save_array
 from training.errors import BundleError
+from training.tokenizer import normalise_word
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +260,86 @@ class SpellingLookup:
             return []
         start, stop = self._starts[position], self._starts[position + 1]
         return self._ids[start:stop].tolist()
+
+
+class QueryWords:
+    """Query words to vocabulary words, with the case rule the bundle was made
+    with. Read-only, so threads may share one.
+
+    A case-folding model looks up the folded word only. A case-keeping one
+    tries the word as given, then lower-case, capitalised and upper-case
+    (`case_variants`), so "sydney" finds "Sydney" and "The" finds "the".
+    """
+
+    def __init__(self, table: WordTable, spelling: SpellingLookup, folds: bool) -> None:
+        self.folds_case = folds
+        self._table = table
+        self._spelling = spelling
+
+    def key(self, word: str) -> str:
+        """Return `word` normalised as the vocabulary's words were."""
+        return normalise_word(word, lowercase=self.folds_case)
+
+    def find(self, word: str) -> tuple[str, int | None]:
+        """Return (vocabulary spelling, id) of `word`, or (its key, None)."""
+        key = self.key(word)
+        word_id = self._table.id_of(key)
+        if word_id is not None or self.folds_case:
+            return key, word_id
+        # TODO: four spellings miss mixed-case words ("mcdonald" never finds
+        # "McDonald"). A second hash table keyed by the folded word, written
+        # by `wordvec index`, would find a word in any case with one probe.
+        for variant in case_variants(key)[1:]:
+            word_id = self._table.id_of(variant)
+            if word_id is not None:
+                return variant, word_id
+        return key, None
+
+    def resolve(self, word: str) -> str:
+        """Return the spelling `word` is answered for: the folded key of a
+        case-folding model (no lookup: the hot path), else `find`'s spelling."""
+        return self.key(word) if self.folds_case else self.find(word)[0]
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[int]:
+        """Return up to `limit` ids of words starting with `prefix` (in any
+        of its case variants for a case-keeping model), most frequent first."""
+        key = self.key(prefix)
+        variants = (key,) if self.folds_case else case_variants(key)
+        ids = {i for v in variants for i in self._spelling.ids_with_prefix(v, limit)}
+        return sorted(ids)[:limit]
+
+    def suggestions(self, key: str, limit: int = 5) -> list[str]:
+        """Return up to `limit` vocabulary words spelt like unknown word `key`
+        that a query finds as suggested, best first."""
+        variants = (key,) if self.folds_case else case_variants(key)
+        found = [s for v in variants for s in self._spelling.suggestions(v, limit)]
+        # A word the query path cannot reach (an upper-case word in a bundle
+        # that says it folds case, say) would send the user in a circle.
+        usable = [s for s in dict.fromkeys(found) if self.find(s)[0] == s]
+        return usable[:limit]
+
+
+def case_variants(word: str) -> tuple[str, ...]:
+    """Return `word`, then its lower-case, capitalised and upper-case forms,
+    without repeats: the spellings a case-keeping model is searched for."""
+    capitalised = word[:1].upper() + word[1:].lower()
+    return tuple(dict.fromkeys((word, word.lower(), capitalised, word.upper())))
+
+
+def folds_case(manifest: dict[str, Any], table: WordTable) -> bool:
+    """Return True when the bundle's words were case-folded, so queries must be.
+
+    Trained and fine-tuned bundles record `config.lowercase`, imported ones
+    `imported_from.lowercase`. A bundle that records neither (written by
+    hand or by an older wordvec) folds case when no word has upper case.
+    """
+    for section in ("config", "imported_from"):
+        values = manifest.get(section)
+        if isinstance(values, dict) and isinstance(values.get("lowercase"), bool):
+            return bool(values["lowercase"])
+    # One decode of every word's bytes: about 10 MB at a million words.
+    text = bytes(table.tables.utf8).decode("utf-8")
+    return text.lower() == text
 
 
 def _hash_slots(encoded: list[bytes]) -> np.ndarray:

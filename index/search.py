@@ -17,7 +17,7 @@ import numpy as np
 
 from index import lookup, neighbour_lists
 from index.errors import QueryError, WordNotFound
-from index.lookup import LookupTables, SpellingLookup, WordTable
+from index.lookup import LookupTables, QueryWords, SpellingLookup, WordTable
 from index.neighbour_lists import NeighbourLists
 from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
@@ -26,7 +26,7 @@ from index.subword_lookup import SubwordModel, load_subword_model
 from index.threads import single_threaded
 from training.bundle import VOCABULARY, check_listed_files, load_bundle, read_manifest
 from training.errors import BundleError
-from training.tokenizer import normalise_word, tokenize
+from training.tokenizer import tokenize
 from training.vectors import normalise_rows
 
 __all__ = ["Neighbour", "VectorIndex", "WordNotFound"]
@@ -74,6 +74,9 @@ class VectorIndex:
         self._subwords = subwords
         self._lists = lists
         self._spelling = SpellingLookup(self._table)
+        self._words = QueryWords(
+            self._table, self._spelling, lookup.folds_case(manifest, self._table)
+        )
         self._cached_neighbours = functools.lru_cache(maxsize=NEIGHBOUR_CACHE_SIZE)(
             self._neighbours_of_id
         )
@@ -107,9 +110,26 @@ class VectorIndex:
             manifest, info, normalised, searcher, subwords, lists, tables, version
         )
 
+    @property
+    def folds_case(self) -> bool:
+        """True when the model's words are case-folded, so queries are too."""
+        return self._words.folds_case
+
+    def normalise(self, word: str) -> str:
+        """Return `word` stripped, apostrophes unified and, when the model
+        folds case, lower-cased: the form its vocabulary words have."""
+        return self._words.key(word)
+
+    def resolve(self, word: str) -> str:
+        """Return the spelling `word` is answered for: stripped, apostrophes
+        unified and, for a case-folding model, lower-cased; for a
+        case-keeping model, the first of `word`, its lower-case, capitalised
+        and upper-case forms that the vocabulary holds (else `word`)."""
+        return self._words.resolve(word)
+
     def has_word(self, word: str) -> bool:
-        """Return True if `word` (after normalise_word) is in the vocabulary."""
-        return self._table.id_of(normalise_word(word)) is not None
+        """Return True if `word` (as `resolve` finds it) is in the vocabulary."""
+        return self._words.find(word)[1] is not None
 
     def word_vector(self, word: str) -> tuple[np.ndarray, bool]:
         """Return (float32 (dim,) unit vector, inferred_from_subwords) of `word`.
@@ -118,8 +138,7 @@ class VectorIndex:
         n-grams when the bundle has subword vectors. Raises WordNotFound
         (with spelling suggestions) otherwise.
         """
-        key = normalise_word(word)
-        word_id = self._table.id_of(key)
+        key, word_id = self._words.find(word)
         if word_id is not None:
             self._check_open()
             return np.array(self._normalised[word_id]), False
@@ -127,7 +146,7 @@ class VectorIndex:
             inferred = self._subwords.vector(key)
             if inferred is not None:
                 return inferred, True
-        raise WordNotFound(key, self._spelling.suggestions(key), self.vocab_size)
+        raise WordNotFound(key, self._words.suggestions(key), self.vocab_size)
 
     def neighbours(self, word: str, k: int) -> list[Neighbour]:
         """Return the `k` words nearest `word`, best first, never `word` itself.
@@ -140,8 +159,7 @@ class VectorIndex:
             pairs = zip(listed[0], listed[1].tolist(), strict=True)
             return [Neighbour(word, score) for word, score in pairs]
         check_k(k)
-        key = normalise_word(word)
-        word_id = self._table.id_of(key)
+        key, word_id = self._words.find(word)
         if word_id is None:
             vector, _ = self.word_vector(key)
             return self.neighbours_of_vector(vector, k, exclude=(key,))
@@ -158,7 +176,7 @@ class VectorIndex:
         lists = self._lists
         if lists is None or k < 1:
             return None
-        word_id = self._table.id_of(normalise_word(word))
+        word_id = self._words.find(word)[1]
         if word_id is None:
             return None
         row = lists.row(word_id, k)
@@ -241,19 +259,20 @@ class VectorIndex:
     ) -> tuple[np.ndarray | None, list[str], list[str]]:
         """Return (float32 (dim,) unit vector or None, known words, oov words).
 
-        Tokenises with training.tokenizer.tokenize and averages the unit
-        vectors of the known tokens, every occurrence counted; "sif" weights
-        each by a / (a + p(w)), a = 1e-3, without removing the first
-        principal component (that needs a corpus of sentences). Word lists
-        keep first-appearance order without repeats; the vector is None when
-        no token is known. Out-of-vocabulary words are not inferred from subwords.
+        Tokenises with training.tokenizer.tokenize (folding case as the
+        model did; a case-keeping model finds each token as `resolve` does,
+        and known words are listed as the vocabulary spells them) and
+        averages the unit vectors of the known tokens, every occurrence
+        counted; "sif" weights each by a / (a + p(w)), a = 1e-3, without
+        removing the first principal component (that needs a corpus of
+        sentences). Word lists keep first-appearance order without repeats;
+        the vector is None when no token is known. Out-of-vocabulary words
+        are not inferred from subwords.
         """
-        tokens = tokenize(text)
-        token_ids = [self._table.id_of(t) for t in tokens]
-        ids = [i for i in token_ids if i is not None]
-        pairs = list(zip(tokens, token_ids, strict=True))
-        known = list(dict.fromkeys(t for t, i in pairs if i is not None))
-        oov = list(dict.fromkeys(t for t, i in pairs if i is None))
+        found = [self._words.find(t) for t in tokenize(text, self.folds_case)]
+        ids = [i for _, i in found if i is not None]
+        known = list(dict.fromkeys(t for t, i in found if i is not None))
+        oov = list(dict.fromkeys(t for t, i in found if i is None))
         if not ids:
             return None, known, oov
         weights = np.ones(len(ids))
@@ -267,8 +286,10 @@ class VectorIndex:
 
     def vocabulary_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """Return up to `limit` (word, count) pairs of words starting with
-        `prefix` (after normalise_word), most frequent first."""
-        ids = self._spelling.ids_with_prefix(normalise_word(prefix), max(limit, 0))
+        `prefix`, most frequent first. The prefix is folded like query words;
+        for a case-keeping model its lower-case, capitalised and upper-case
+        forms match too."""
+        ids = self._words.ids_with_prefix(prefix, max(limit, 0))
         counts = self._counts[ids].tolist()
         return list(zip(self._table.words(ids), counts, strict=True))
 
@@ -300,7 +321,7 @@ class VectorIndex:
         return found[:k]
 
     def _ids_of(self, words: Collection[str]) -> set[int]:
-        ids = (self._table.id_of(normalise_word(w)) for w in words)
+        ids = (self._words.find(w)[1] for w in words)
         return {i for i in ids if i is not None}
 
 

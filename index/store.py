@@ -138,6 +138,47 @@ def open_index_dir(
     return info, normalised, _searcher(directory, info, normalised)
 
 
+def index_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """Return the facts of an index (index.json contents) worth showing a user:
+    kind, recall@10 against exact search with the floor and sample it was
+    measured with, FAISS factory string and parameters, build time and
+    precomputed lists.
+
+    An index.json that lacks a key gives None for it. A bundle served
+    without an index (`{"kind": "flat", "built_at_load": true}`) is exact
+    search, so its recall is 1.0.
+    """
+    exact_at_load = bool(info.get("built_at_load"))
+    lists = info.get("neighbour_lists")
+    return {
+        "kind": info.get("kind"),
+        "recall_at_10": 1.0 if exact_at_load else info.get("recall_at_10"),
+        "recall_floor": info.get("recall_floor"),
+        "recall_sample_size": info.get("recall_sample_size"),
+        "factory": info.get("factory"),
+        "params": info.get("params") or {},
+        "built_at": info.get("built_at"),
+        "built_at_load": exact_at_load,
+        "neighbour_lists": (
+            {"words": lists.get("words"), "k": lists.get("k")}
+            if isinstance(lists, dict)
+            else None
+        ),
+    }
+
+
+def read_index_summary(bundle_path: Path) -> dict[str, Any]:
+    """Return `index_summary` of the bundle's index.json, every value None
+    when it is missing or unreadable (listing versions must not fail)."""
+    try:
+        info = json.loads(
+            (bundle_path / INDEX_DIR / INDEX_INFO).read_text(encoding="utf-8")
+        )
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        info = {}
+    return index_summary(info if isinstance(info, dict) else {})
+
+
 def _searcher(
     directory: Path, info: dict[str, Any], normalised: np.ndarray
 ) -> Searcher:

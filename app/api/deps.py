@@ -1,5 +1,6 @@
 """Dependencies and checks the route handlers share: the settings, the model
-a request runs on, the server's limits and query-word normalisation."""
+a request runs on, the server's limits and query-word normalisation (which
+follows the model: case-folding or case-keeping)."""
 
 from collections.abc import Sized
 from typing import Annotated, Any
@@ -12,7 +13,6 @@ from app.core.config import Settings
 from app.core.errors import InvalidInput
 from app.schemas import ProblemDetails
 from index.search import VectorIndex
-from training.tokenizer import normalise_word
 
 _PROBLEM_TEXT = {
     400: "API key in the URL",
@@ -95,24 +95,30 @@ def check_batch(items: Sized, limit: int, field: str) -> None:
         )
 
 
-def query_word(word: str, settings: Settings, field: str) -> str:
-    """Return `word` spelled as the vocabulary spells it (stripped, case-folded,
-    as index/ looks words up). Raises InvalidInput for a word that is too
-    long or blank."""
+def query_word(word: str, settings: Settings, field: str, model: VectorIndex) -> str:
+    """Return the spelling `model` answers `word` for (VectorIndex.resolve:
+    stripped, case-folded when the model folds case, else found as given or
+    in lower, capitalised or upper case). Raises InvalidInput for a word that
+    is too long or blank."""
     if len(word) > settings.max_word_length:
         raise InvalidInput(
             field, f"is {len(word)} characters; at most {settings.max_word_length}"
         )
-    normalised = normalise_word(word)
-    if not normalised:
+    resolved = model.resolve(word)
+    if not resolved:
         raise InvalidInput(field, "is blank; give a word")
-    return normalised
+    return resolved
 
 
-def query_words(words: list[str], settings: Settings, field: str) -> list[str]:
-    """Return each of `words` normalised by `query_word`, named field.0, field.1..."""
+def query_words(
+    words: list[str], settings: Settings, field: str, model: VectorIndex
+) -> list[str]:
+    """Return each of `words` resolved by `query_word`, named field.0, field.1..."""
     check_batch(words, settings.max_batch, field)
-    return [query_word(word, settings, f"{field}.{i}") for i, word in enumerate(words)]
+    return [
+        query_word(word, settings, f"{field}.{i}", model)
+        for i, word in enumerate(words)
+    ]
 
 
 def unit_vector_list(vector: np.ndarray) -> list[float]:

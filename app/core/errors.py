@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.registry import (
     ActivationRefused,
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+# The methods a 405's Allow header may name, in the order it names them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Model registry errors (app/registry.py) as problems: status and title.
 _REGISTRY_PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     VersionNotFound: (404, "Version not found"),
@@ -88,8 +91,10 @@ def problem_response(request: Request, exc: Exception) -> JSONResponse:
     status, body = _problem_body(request, exc)
     body.setdefault("instance", request.url.path)
     headers = None
-    if status == 405 or isinstance(exc, ApiError):
-        headers = getattr(exc, "headers", None)
+    if status == 405:
+        headers = {"Allow": _allowed_methods(request, exc)}
+    elif isinstance(exc, ApiError):
+        headers = exc.headers
     return JSONResponse(
         body, status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -178,6 +183,27 @@ def _invalid_request(errors: Sequence[Any]) -> dict[str, Any]:
     )
 
 
+def _allowed_methods(request: Request, exc: Exception) -> str:
+    """Return the Allow header of a 405: every method some route of this path
+    accepts. Starlette names only the first route whose path matched, so
+    GET and POST /similar (two routes) would answer `Allow: GET`."""
+    # Asking each route about each method, rather than reading their
+    # `methods`, also sees through FastAPI's wrappers of included routers.
+    routes = getattr(request.app, "routes", ())
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+        )
+    ]
+    if not allowed:
+        headers = getattr(exc, "headers", None) or {}
+        return str(headers.get("Allow", ""))
+    return ", ".join(allowed)
+
+
 def _field_error(error: dict[str, Any]) -> dict[str, str]:
     # loc is ("query", "k"), ("body", "words", 3), or ("body", offset) for bad JSON.
     location = [str(part) for part in error.get("loc", ())]
@@ -195,7 +221,7 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, An
         detail = f"There is no endpoint at {request.url.path}; /docs lists them."
         return _body("/problems/not-found", "Not found", 404, detail)
     if status == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        allowed = _allowed_methods(request, exc)
         detail = f"{request.url.path} does not accept {request.method}; use {allowed}."
         return _body("/problems/method-not-allowed", "Method not allowed", 405, detail)
     if status == 413:

@@ -144,6 +144,12 @@ def wordvec_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
 
 
+def run_wordvec(*arguments: str) -> None:
+    """Run a `wordvec` command; fail the test with its output if it fails."""
+    done = subprocess.run([*wordvec_command(), *arguments], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+
 @pytest.fixture(scope="session")
 def server_url(
     bundle_path: Path, tmp_path_factory: pytest.TempPathFactory

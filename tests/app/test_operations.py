@@ -9,8 +9,9 @@ from app.cli import main
 from app.core.config import Settings, get_settings
 from app.main import create_app
 from app.model_holder import ModelHolder
+from app.registry import ModelRegistry
 from index.search import VectorIndex
-from tests.app.conftest import MODEL_VERSION, write_test_bundle
+from tests.app.conftest import MODEL_VERSION, add_version, write_test_bundle
 
 
 def test_models_lists_the_served_model_as_active(client: TestClient) -> None:
@@ -22,6 +23,22 @@ def test_models_lists_the_served_model_as_active(client: TestClient) -> None:
     assert model["source"] == "trained"
     assert "kind" in model["index"]
     assert "wordsim353" in model["evaluation"]
+
+
+def test_models_index_has_one_shape_with_a_bundle_or_a_data_directory(
+    client: TestClient, registry: ModelRegistry
+) -> None:
+    (served,) = client.get("/models").json()["models"]
+    add_version(registry, "v1", activate=True)
+    with TestClient(create_app(Settings(data_dir=registry.data_dir))) as listing:
+        (published,) = listing.get("/models").json()["models"]
+    assert served["index"].keys() == published["index"].keys()
+    # The session bundle has no index: searched exactly, built at load.
+    assert served["index"]["built_at_load"] is True
+    assert served["index"]["recall_at_10"] == 1.0
+    assert published["index"]["kind"] == "flat"
+    assert published["index"]["recall_at_10"] == 1.0
+    assert published["index"]["built_at"] is not None
 
 
 def test_health_is_ready_once_the_model_is_loaded(client: TestClient) -> None:

@@ -77,6 +77,24 @@ def test_malformed_json_over_http_returns_422_problem(http: httpx.Client) -> Non
     assert response.json()["errors"][0]["field"] == "body"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/similar", "GET, POST"),
+        ("PUT", "/similarity", "GET, POST"),
+        ("POST", "/analogy", "GET"),
+    ],
+)
+def test_method_not_allowed_names_every_method_the_path_accepts(
+    http: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    response = http.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"].endswith(f"use {allowed}.")
+
+
 def test_models_and_health_over_http_name_the_served_version(
     http: httpx.Client,
 ) -> None:

@@ -31,11 +31,14 @@ def analogy(
     """The `k` best answers to "`a` is to `b` as `c` is to ?", best first.
 
     3CosAdd ranks words by cosine score to b - a + c; 3CosMul (Levy and
-    Goldberg, 2014) multiplies the cosines to b and c and divides by the
-    cosine to a, so its scores are not cosines. The three query words are
-    never answers.
+    Goldberg, 2014) ranks them by the cosines to b and c multiplied and
+    divided by the cosine to a. Either way each `score` is the answer's
+    cosine with b - a + c, from -1 to 1, so 3CosMul scores need not descend.
+    The three query words are never answers.
     """
-    a, b, c = (query_word(w, settings, f) for w, f in ((a, "a"), (b, "b"), (c, "c")))
+    a, b, c = (
+        query_word(w, settings, f, model) for w, f in ((a, "a"), (b, "b"), (c, "c"))
+    )
     check_k(k, settings)
     neighbours = model.analogy(a, b, c, k, method=method)
     body = AnalogyResponse(

@@ -20,7 +20,8 @@ router = APIRouter(tags=["queries"])
 def embed(request: EmbedRequest, model: ModelDep, settings: SettingsDep) -> Response:
     """A unit vector for each text, with the words it was built from.
 
-    Texts are split by the trainer's tokeniser. `mean` averages the unit
+    Texts are split by the trainer's tokeniser, with the model's case rule
+    (a case-keeping model also finds "The" as "the"). `mean` averages the unit
     vectors of the known words; `sif` weights them by smooth inverse
     frequency (Arora et al., 2017), so frequent words count less. Words out
     of the vocabulary are skipped and listed in `oov_words`; a text with no

@@ -9,14 +9,10 @@ from app.api.auth import ApiKeyDep
 from app.api.deps import problems
 from app.api.routes.jobs import jobs_context
 from app.model_holder import ModelHolder
-from app.registry import (
-    VERSION_PATTERN,
-    VersionInfo,
-    VersionNotFound,
-    manifest_summary,
-)
-from app.schemas import ModelPublic, ModelsResponse
+from app.registry import VERSION_PATTERN, VersionInfo, VersionNotFound
+from app.schemas import IndexPublic, ModelPublic, ModelsResponse
 from index.search import VectorIndex
+from index.store import index_summary, read_index_summary
 
 router = APIRouter(tags=["models"])
 
@@ -46,7 +42,7 @@ def model_public(model: VectorIndex, active: bool) -> ModelPublic:
         created_at=manifest.get("created_at"),
         vocab_size=model.vocab_size,
         dim=model.dim,
-        index=dict(model.index_info),
+        index=IndexPublic.model_validate(index_summary(model.index_info)),
         evaluation=manifest.get("evaluation"),
         active=active,
         base_version=manifest.get("base_version"),
@@ -56,14 +52,13 @@ def model_public(model: VectorIndex, active: bool) -> ModelPublic:
 def version_public(info: VersionInfo) -> ModelPublic:
     """Return what the API shows of a published version, from its files."""
     manifest = info.manifest
-    summary = manifest_summary(info)
     return ModelPublic(
         version=info.version,
         source=manifest.get("source"),
         created_at=manifest.get("created_at"),
         vocab_size=int(manifest.get("vocab_size") or 0),
         dim=int(manifest.get("dim") or 0),
-        index={"kind": summary["index_kind"], "recall_at_10": summary["recall_at_10"]},
+        index=IndexPublic.model_validate(read_index_summary(info.path)),
         evaluation=manifest.get("evaluation"),
         active=info.active,
         base_version=manifest.get("base_version"),
@@ -76,9 +71,9 @@ def list_models(request: Request) -> ModelsResponse:
 
     Each entry gives the version, where it came from (`trained`, `imported`
     or `finetuned`, with its `base_version`), its vocabulary size and
-    dimensions, its index (kind and recall@10 against exact search) and its
-    evaluation scores. Without a data directory the list holds the one
-    bundle being served.
+    dimensions, its index (kind, recall@10 against exact search and build
+    facts, the same shape in both modes) and its evaluation scores. Without
+    a data directory the list holds the one bundle being served.
     """
     context = getattr(request.app.state, "jobs", None)
     if context is None:

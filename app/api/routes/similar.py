@@ -35,7 +35,11 @@ from index.search import VectorIndex
 router = APIRouter(tags=["queries"])
 
 WordParam = Annotated[
-    str, Query(min_length=1, description="a word; the trainer's tokeniser folds case")
+    str,
+    Query(
+        min_length=1,
+        description="a word; case-folded when the model folds case (docs/api.md)",
+    ),
 ]
 KParam = Annotated[
     int, Query(ge=1, description="how many neighbours, up to the server's max_k")
@@ -56,7 +60,8 @@ class SimilarParams(BaseModel):
     """The query parameters of GET /similar (validation and documentation)."""
 
     word: str = Field(
-        min_length=1, description="a word; the trainer's tokeniser folds case"
+        min_length=1,
+        description="a word; case-folded when the model folds case (docs/api.md)",
     )
     k: int = Field(
         10, ge=1, description="how many neighbours, up to the server's max_k"
@@ -98,7 +103,7 @@ async def similar(request: Request) -> Response:
     word, k = similar_params(request)
     model = await get_model(request)
     settings = await get_request_settings(request)
-    word = query_word(word, settings, "word")
+    word = query_word(word, settings, "word", model)
     check_k(k, settings)
     # A precomputed list is a slice of a memory-mapped file (a few us), so it
     # is answered here on the event loop: the threadpool round trip cost more
@@ -184,7 +189,7 @@ def similar_batch(
     """
     check_k(query.k, settings)
     if query.words is not None:
-        words = query_words(query.words, settings, "words")
+        words = query_words(query.words, settings, "words", model)
         results = [
             NeighboursResponse(
                 word=word,
@@ -197,8 +202,8 @@ def similar_batch(
         return respond(
             SimilarBatchResponse(model_version=model.version, results=results)
         )
-    positive = query_words(query.positive, settings, "positive")
-    negative = query_words(query.negative, settings, "negative")
+    positive = query_words(query.positive, settings, "positive", model)
+    negative = query_words(query.negative, settings, "negative", model)
     neighbours = model.most_similar(positive, negative, query.k)
     body = MostSimilarResponse(
         positive=positive,

@@ -26,8 +26,8 @@ def pair_similarity(
     model: VectorIndex, settings: Settings, a: str, b: str, field: str = ""
 ) -> SimilarityResponse:
     """Return the similarity response for words `a` and `b` (normalised here)."""
-    a = query_word(a, settings, f"{field}a")
-    b = query_word(b, settings, f"{field}b")
+    a = query_word(a, settings, f"{field}a", model)
+    b = query_word(b, settings, f"{field}b", model)
     return SimilarityResponse(
         a=a,
         b=b,

@@ -27,7 +27,7 @@ def vector(
 ) -> Response:
     """The unit-length vector of `word`, inferred from subwords when the model
     has them and the word is out of vocabulary."""
-    word = query_word(word, settings, "word")
+    word = query_word(word, settings, "word", model)
     values, inferred = model.word_vector(word)
     body = VectorResponse(
         word=word,
@@ -51,14 +51,16 @@ def vocabulary(
     """Vocabulary words that start with `prefix`, most frequent first.
 
     Meant for autocomplete; the prefix is case-folded like query words when
-    the model folds case. `limit` is capped by the server's max_k.
+    the model folds case, and for a case-keeping model its lower-case,
+    capitalised and upper-case forms match too. `limit` is capped by the
+    server's max_k.
     """
     if len(prefix) > settings.max_word_length:
         raise InvalidInput(
             "prefix", f"is longer than {settings.max_word_length} characters"
         )
     check_k(limit, settings, "limit")
-    prefix = query_word(prefix, settings, "prefix") if prefix.strip() else ""
+    prefix = model.normalise(prefix)
     words = model.vocabulary_prefix(prefix, limit)
     body = VocabularyResponse(
         prefix=prefix,
