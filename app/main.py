@@ -33,7 +33,7 @@ from app.core.errors import register_error_handlers
 from app.core.middleware import ServiceMiddleware
 from app.core.overload import LoadShedding
 from app.jobs.queue import make_queue
-from app.jobs.uploads import remove_stale_temporaries
+from app.jobs.uploads import remove_orphan_uploads, remove_stale_temporaries
 from app.jobs.worker import job_store
 from app.model_holder import ModelHolder
 from app.model_watcher import watch_active_version
@@ -119,6 +119,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             registry=registry,
             queue=make_queue(settings.data_dir, settings.queue_url),
         )
+        remove_orphan_uploads(registry.uploads_dir, app.state.jobs.store)
         async with watch_active_version(holder, settings):
             yield
     elif settings.bundle_path is None:

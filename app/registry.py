@@ -313,17 +313,44 @@ class ModelRegistry:
             reason = f"unexpected {type(exc).__name__}: {exc}"
             raise ActivationRefused(_refusal(version, reason)) from exc
 
-    def activate(self, version: str) -> None:
+    def activate(
+        self, version: str, fence: contextlib.AbstractContextManager[Any] | None = None
+    ) -> None:
         """Check `version`, then make it the active one: servers switch to it
         within their reload interval. Raises VersionNotFound,
-        ActivationRefused (the active version is then unchanged)."""
+        ActivationRefused (the active version is then unchanged).
+
+        With `fence`, `active` is replaced inside it, under the registry lock,
+        after the checks: a fence that raises on entry (a job worker's lease
+        check) refuses the switch, and one that raises on exit undoes it.
+        """
         self.check(version)
         with self._locked():
             # A delete may have removed it while it was being checked.
             self.get(version)
-            with atomic_file(self.active_file) as f:
-                f.write(f"{version}\n".encode())
+            previous = self.active_version()
+            written = False
+            try:
+                with fence if fence is not None else contextlib.nullcontext():
+                    self._write_active(version)
+                    written = True
+            except BaseException:
+                # The fence could not record the switch: undo it.
+                if written and previous != version:
+                    self._restore_active(previous)
+                raise
         logger.info("activated version %s", version)
+
+    def _write_active(self, version: str) -> None:
+        with atomic_file(self.active_file) as f:
+            f.write(f"{version}\n".encode())
+
+    def _restore_active(self, previous: str | None) -> None:
+        if previous is not None:
+            self._write_active(previous)
+            return
+        self.active_file.unlink(missing_ok=True)
+        fsync_directory(self.data_dir)
 
     def delete(self, version: str) -> None:
         """Remove the published `version`. Raises VersionActive for the active

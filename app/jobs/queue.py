@@ -1,5 +1,6 @@
 """The task queue that carries "run job X" from the API to the workers: Huey,
-on SQLite in DATA_DIR by default or on Redis for several machines.
+on SQLite in DATA_DIR by default or on Redis (the job table stays SQLite,
+so either way every process runs on the data directory's host).
 
 A queue message holds nothing but a job id; everything else about the job
 is in the job table (app/jobs/store.py), which also repairs what a queue

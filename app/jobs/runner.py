@@ -5,7 +5,14 @@ the upload into DATA_DIR/staging -> build the index -> publish the version
 (atomic rename) -> activate it, unless the job says not to -> mark the job
 succeeded. A heartbeat thread writes progress to the job table and
 brings back cancellation; losing the lease, a cancel request or the time
-limit stop the training at its next progress report.
+limit stop the training at its next progress report. Past the time limit
+plus a lease the heartbeat stops, so a hang outside training (indexing,
+publishing) lets the sweep fail the job.
+
+An attempt that lost its job never leaves a trace: the lease is checked
+before publishing, the switch of `active` and the success record happen
+under one lock of the job table (`JobStore.fenced_success`), and a version
+published by an attempt that then finds its lease gone is deleted again.
 
 Errors in the job's input (a bundle that cannot be fine-tuned, settings out
 of range) fail the job at once; anything unexpected ends the attempt and
@@ -26,7 +33,7 @@ from typing import Any
 from app.core.config import Settings
 from app.jobs.store import Job, JobStore, LeaseLost
 from app.jobs.uploads import NO_SPACE_ERRNOS
-from app.registry import ModelRegistry
+from app.registry import ModelRegistry, RegistryError
 from index.build import IndexConfig, build_index
 from training.errors import FinetuneCancelled, WordvecError
 from training.finetune import FinetuneConfig, FinetuneProgress, finetune
@@ -125,12 +132,20 @@ class JobRunner:
     def _attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
         params = job.params
-        base = params.get("base_version") or self.registry.active_version()
+        # The base was recorded when the job was submitted; rows queued by an
+        # older server may lack it.
+        base = (
+            job.base_version
+            or params.get("base_version")
+            or self.registry.active_version()
+        )
         if base is None:
             raise WordvecError(
                 "there is no active model to fine-tune; activate one with "
                 "`wordvec models activate` or name a base_version"
             )
+        attempt.progress = {"stage": "checking base", "fraction": 0.0}
+        self._check_base(base)
         base_path = self.registry.get(base).path
         self.store.set_base_version(job.id, attempt.lease, base)
         version = self.registry.new_version_name()
@@ -168,6 +183,8 @@ class JobRunner:
             raise FinetuneCancelled("stopped after training")
         attempt.progress = {"stage": "indexing", "fraction": TRAINING_SHARE}
         index_info = build_index(staging, IndexConfig())
+        if attempt.should_stop():
+            raise FinetuneCancelled("stopped after indexing")
         attempt.progress = {"stage": "publishing", "fraction": 0.97}
         # A last check of the lease before anything becomes visible: an
         # attempt that lost its job must not publish over its successor.
@@ -180,19 +197,68 @@ class JobRunner:
             "evaluation_after": result.evaluation_after,
             "training": result.stats,
             "index": {k: index_info.get(k) for k in ("kind", "recall_at_10")},
-            "activated": False,
+            "activated": bool(params.get("activate", True)),
         }
-        if params.get("activate", True):
-            # Activated before the job is marked succeeded, so "succeeded"
-            # means the version is active. A version that fails activation's
-            # checks stays published but inactive, and the job fails.
-            attempt.progress = {"stage": "activating", "fraction": 0.99}
-            self.registry.activate(version)
-            outcome["activated"] = True
-        self.store.succeed(job.id, attempt.lease, version, outcome)
+        try:
+            self._succeed(attempt, version, outcome)
+        except LeaseLost:
+            # Published but never activated nor recorded: nothing refers to
+            # the version, and leaving it would look like a finished job.
+            self._withdraw(job.id, version)
+            raise
+
+    def _check_base(self, base: str) -> None:
+        """Check the base as activation would, so a damaged base fails the job
+        instead of passing its damage on under fresh checksums."""
+        try:
+            self.registry.check(base)
+        except RegistryError as exc:
+            raise WordvecError(
+                f"cannot fine-tune base version {base!r}: {exc}; or name another "
+                "base_version"
+            ) from exc
+
+    def _succeed(
+        self, attempt: _Attempt, version: str, outcome: dict[str, Any]
+    ) -> None:
+        """Record success and, if asked, activate `version`, both only while
+        the attempt still holds its lease (LeaseLost otherwise)."""
+        job_id = attempt.job.id
+        fence = self.store.fenced_success(job_id, attempt.lease, version, outcome)
+        if not outcome["activated"]:
+            with fence:
+                return
+        # Activated before the job is marked succeeded, in one step, so
+        # "succeeded" means the version is active. A version that fails
+        # activation's checks stays published but inactive, and the job fails.
+        attempt.progress = {"stage": "activating", "fraction": 0.99}
+        self.registry.activate(version, fence=fence)
+
+    def _withdraw(self, job_id: str, version: str) -> None:
+        try:
+            self.registry.delete(version)
+        except RegistryError as exc:
+            logger.error(
+                "job %s: cannot delete version %s of a lost attempt: %s",
+                job_id,
+                version,
+                exc,
+            )
+            return
+        logger.warning("job %s: lease lost; deleted its version %s", job_id, version)
 
     def _heartbeat(self, attempt: _Attempt, stop: threading.Event) -> None:
+        # Past the time limit, the work thread stops at its next check. If it
+        # hangs instead, stop renewing the lease a lease later, so that the
+        # sweep can end the job and fence this attempt.
+        give_up = attempt.deadline + self.settings.job_lease
         while not stop.wait(self.settings.job_heartbeat_interval):
+            if time.monotonic() > give_up:
+                attempt.timed_out = True
+                logger.warning(
+                    "job %s: past its time limit; heartbeats stopped", attempt.job.id
+                )
+                return
             try:
                 cancel = self.store.heartbeat(
                     attempt.job.id, attempt.lease, attempt.progress

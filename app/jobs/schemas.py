@@ -37,7 +37,9 @@ class FinetuneSettings(BaseModel):
 
 class JobProgress(BaseModel):
     stage: str | None = Field(
-        default=None, description="starting, training, indexing, publishing or done"
+        default=None,
+        description="starting, checking base, training, indexing, publishing, "
+        "activating or done",
     )
     fraction: float = Field(default=0.0, description="share of the job done, 0 to 1")
     words_per_second: float | None = None
@@ -64,7 +66,10 @@ class JobPublic(BaseModel):
         description="bytes, sha256, tokens and whether it was gzip"
     )
     progress: JobProgress
-    base_version: str | None = Field(description="the version fine-tuned")
+    base_version: str | None = Field(
+        description="the version fine-tuned: the request's base_version, else "
+        "the version active when the job was submitted"
+    )
     result_version: str | None = Field(description="the version the job published")
     activated: bool | None = Field(description="whether the new version was activated")
     new_word_count: int | None = None

@@ -10,8 +10,12 @@ running it) or deliver one twice; the table makes both harmless:
 - every later write of the worker (`heartbeat`, `succeed`, `fail`, ...) is
   guarded by that token, so a worker that lost its job (stopped past the
   lease, then resumed) can no longer change it;
-- `sweep` finds running jobs whose heartbeat stopped and queued jobs that
-  nobody took, and re-queues or fails them.
+- `sweep` finds running jobs whose heartbeat stopped, that ran past the
+  time limit or whose cancel was never honoured, and queued jobs that
+  nobody took, and re-queues, fails or cancels them;
+- `fenced_success` holds the table's write lock while the worker switches
+  the active version, so "lease still held", "version active" and
+  "job succeeded" happen as one step that no sweep can cut in two.
 
 Each call opens its own connection (SQLite connections are cheap and must
 not cross threads); WAL lets readers run while a writer commits, and
@@ -20,6 +24,7 @@ synchronous=FULL makes a commit survive power loss.
 
 import json
 import logging
+import math
 import secrets
 import sqlite3
 import time
@@ -60,12 +65,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_version TEXT,
     result TEXT,
     error TEXT,
-    submitter TEXT
+    submitter TEXT,
+    attempt_started_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 """
 # Columns added after the first release, for tables created before them.
-_ADDED_COLUMNS = {"submitter": "TEXT"}
+_ADDED_COLUMNS = {"submitter": "TEXT", "attempt_started_at": "REAL"}
 
 
 @dataclass
@@ -103,6 +109,29 @@ class Job:
 class LeaseLost(Exception):
     """The worker's lease on a job is gone: the sweep gave the job to another
     attempt, or it was cancelled. The worker must stop and write nothing."""
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """Caps on new jobs, counted in the table so they hold across processes."""
+
+    max_active: int
+    per_hour: int
+    window: float = 3600.0
+
+
+class LimitReached(Exception):
+    """A new job would pass one of its SubmissionLimits.
+
+    `kind` is "rate" (the submitter's jobs in the window) or "queue" (jobs
+    queued or running); `retry_after` is whole seconds to wait.
+    """
+
+    def __init__(self, kind: Literal["rate", "queue"], count: int, retry_after: int):
+        super().__init__(f"{kind} limit reached with {count} jobs")
+        self.kind = kind
+        self.count = count
+        self.retry_after = retry_after
 
 
 class JobStore:
@@ -159,9 +188,18 @@ class JobStore:
         idempotency_key: str | None = None,
         job_id: str | None = None,
         submitter: str | None = None,
+        base_version: str | None = None,
+        limits: SubmissionLimits | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job and return `(job, True)`; with an
-        `idempotency_key` already used, return `(that job, False)` instead."""
+        `idempotency_key` already used, return `(that job, False)` instead.
+
+        `base_version` is recorded as the version the job will fine-tune
+        (default: the request's `base_version`). With `limits`, raises
+        LimitReached instead of inserting a job past them; the count and the
+        insert are one write transaction, so concurrent requests cannot all
+        slip under a limit.
+        """
         now = time.time()
         job_id = job_id or new_job_id()
         with self._transaction() as db:
@@ -171,6 +209,8 @@ class JobStore:
                 ).fetchone()
                 if row is not None:
                     return _job(row), False
+            if limits is not None:
+                _check_limits(db, submitter, limits, now)
             db.execute(
                 "INSERT INTO jobs (id, kind, status, params, upload, idempotency_key,"
                 " created_at, updated_at, enqueued_at, max_attempts, base_version,"
@@ -185,7 +225,7 @@ class JobStore:
                     now,
                     now,
                     max_attempts,
-                    params.get("base_version"),
+                    base_version or params.get("base_version"),
                     submitter,
                 ),
             )
@@ -228,6 +268,11 @@ class JobStore:
             ).fetchall()
         return [float(row[0]) for row in rows]
 
+    def check_limits(self, submitter: str, limits: SubmissionLimits) -> None:
+        """Raise LimitReached if a job by `submitter` would pass `limits` now."""
+        with self._connect() as db:
+            _check_limits(db, submitter, limits, time.time())
+
     def count_active(self) -> int:
         """Return how many jobs are queued or running."""
         with self._connect() as db:
@@ -266,9 +311,9 @@ class JobStore:
             changed = db.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
                 " lease = ?, worker = ?, heartbeat_at = ?, updated_at = ?,"
-                " started_at = COALESCE(started_at, ?), error = NULL"
-                " WHERE id = ? AND status = 'queued'",
-                (lease, worker, now, now, now, job_id),
+                " started_at = COALESCE(started_at, ?), attempt_started_at = ?,"
+                " error = NULL WHERE id = ? AND status = 'queued'",
+                (lease, worker, now, now, now, now, job_id),
             ).rowcount
         if not changed:
             return None
@@ -314,16 +359,38 @@ class JobStore:
         self, job_id: str, lease: str, version: str, result: dict[str, Any]
     ) -> None:
         """Mark the attempt holding `lease` as succeeded with model `version`."""
-        now = time.time()
-        self._guarded(
-            job_id,
-            lease,
-            "status = 'succeeded', result_version = ?, result = ?, finished_at = ?,"
-            " lease = NULL, progress = json_set(COALESCE(progress, '{}'),"
-            " '$.fraction', 1.0, '$.eta_seconds', 0, '$.stage', 'done')",
-            (version, _dumps(result), now),
-            "succeed",
-        )
+        with self.fenced_success(job_id, lease, version, result):
+            pass
+
+    @contextmanager
+    def fenced_success(
+        self, job_id: str, lease: str, version: str, result: dict[str, Any]
+    ) -> Iterator[None]:
+        """Run the block while the attempt holding `lease` provably still owns
+        the job, then mark it succeeded with model `version`.
+
+        Entering raises LeaseLost when the attempt lost the job. The table's
+        write lock is held from the lease check to the commit, so no sweep can
+        take the job away in between: keep the block to a rename or two. If
+        the block raises, the job is left as it was.
+        """
+        with self._transaction() as db:
+            owned = db.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND status = 'running'",
+                (job_id, lease),
+            ).fetchone()
+            if owned is None:
+                logger.warning("job %s: lease lost, cannot succeed", job_id)
+                raise LeaseLost(job_id)
+            yield
+            now = time.time()
+            db.execute(
+                "UPDATE jobs SET status = 'succeeded', result_version = ?, result = ?,"
+                " finished_at = ?, updated_at = ?, lease = NULL,"
+                " progress = json_set(COALESCE(progress, '{}'), '$.fraction', 1.0,"
+                " '$.eta_seconds', 0, '$.stage', 'done') WHERE id = ?",
+                (version, _dumps(result), now, now, job_id),
+            )
         logger.info("job %s succeeded: version %s", job_id, version)
 
     def update_result(self, job_id: str, result: dict[str, Any]) -> None:
@@ -370,44 +437,32 @@ class JobStore:
         )
         logger.info("job %s cancelled while running", job_id)
 
-    def sweep(self, lease_seconds: float) -> list[str]:
+    def sweep(self, lease_seconds: float, time_limit: float | None = None) -> list[str]:
         """Recover jobs whose worker died or whose queue message was lost.
 
-        A running job without a heartbeat for `lease_seconds` goes back to
-        `queued` (or to `failed` once its attempts are used up); a queued job
-        not taken within `lease_seconds` of being queued is listed again.
-        Returns the ids that need a new queue message.
+        A running job whose attempt started more than `time_limit` plus
+        `lease_seconds` ago is failed, as its worker would have done had it
+        not hung. A running job without a heartbeat for `lease_seconds` goes
+        back to `queued` (or to `failed` once its attempts are used up); if
+        a cancel was asked for, either way it is `cancelled` instead. A
+        queued job not taken within `lease_seconds` of being queued is
+        listed again. Returns the ids that need a new queue message.
         """
         now = time.time()
         deadline = now - lease_seconds
+        overdue = -math.inf if time_limit is None else deadline - time_limit
         with self._transaction() as db:
-            dead = db.execute(
-                "SELECT id, attempts, max_attempts, worker FROM jobs"
-                " WHERE status = 'running' AND heartbeat_at < ?",
-                (deadline,),
+            stuck = db.execute(
+                "SELECT id, attempts, max_attempts, worker, cancel_requested,"
+                " heartbeat_at, attempt_started_at FROM jobs WHERE status = 'running'"
+                " AND (heartbeat_at < ? OR attempt_started_at < ?)",
+                (deadline, overdue),
             ).fetchall()
-            requeued = []
-            for row in dead:
-                reason = (
-                    f"worker {row['worker']} stopped sending heartbeats for "
-                    f"{lease_seconds:g} s during attempt {row['attempts']}"
-                )
-                if row["attempts"] >= row["max_attempts"]:
-                    db.execute(
-                        "UPDATE jobs SET status = 'failed', lease = NULL,"
-                        " finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
-                        (now, now, f"{reason}; gave up after {row['attempts']} "
-                         "attempts", row["id"]),
-                    )  # fmt: skip
-                    logger.warning("job %s failed: %s", row["id"], reason)
-                else:
-                    db.execute(
-                        "UPDATE jobs SET status = 'queued', lease = NULL,"
-                        " updated_at = ?, enqueued_at = ?, error = ? WHERE id = ?",
-                        (now, now, reason, row["id"]),
-                    )
-                    requeued.append(row["id"])
-                    logger.warning("job %s re-queued: %s", row["id"], reason)
+            requeued = [
+                row["id"]
+                for row in stuck
+                if _recover(db, row, now, lease_seconds, time_limit) == "queued"
+            ]
             stale = db.execute(
                 "SELECT id FROM jobs WHERE status = 'queued' AND enqueued_at < ?",
                 (deadline,),
@@ -436,6 +491,85 @@ class JobStore:
         if not changed:
             logger.warning("job %s: lease lost, cannot %s", job_id, what)
             raise LeaseLost(job_id)
+
+
+def _recover(
+    db: sqlite3.Connection,
+    row: sqlite3.Row,
+    now: float,
+    lease_seconds: float,
+    time_limit: float | None,
+) -> JobStatus:
+    """End the attempt of a running job that `sweep` found stuck; return the
+    job's new status."""
+    started = row["attempt_started_at"]
+    over_time = (
+        time_limit is not None
+        and started is not None
+        and started < now - lease_seconds - time_limit
+    )
+    status: JobStatus
+    if row["cancel_requested"]:
+        status, error = "cancelled", "cancelled by request"
+        reason = f"worker {row['worker']} stopped before honouring a cancel"
+    elif over_time:
+        status = "failed"
+        error = reason = (
+            f"attempt {row['attempts']} ran past the job time limit of "
+            f"{time_limit:g} s (WORDVEC_JOB_TIME_LIMIT) without finishing; upload "
+            "less text or raise the limit"
+        )
+    else:
+        reason = (
+            f"worker {row['worker']} stopped sending heartbeats for "
+            f"{lease_seconds:g} s during attempt {row['attempts']}"
+        )
+        status = "queued" if row["attempts"] < row["max_attempts"] else "failed"
+        error = reason
+        if status == "failed":
+            error = f"{reason}; gave up after {row['attempts']} attempts"
+    if status == "queued":
+        db.execute(
+            "UPDATE jobs SET status = 'queued', lease = NULL, updated_at = ?,"
+            " enqueued_at = ?, error = ? WHERE id = ?",
+            (now, now, error, row["id"]),
+        )
+        logger.warning("job %s re-queued: %s", row["id"], reason)
+    else:
+        db.execute(
+            "UPDATE jobs SET status = ?, lease = NULL, finished_at = ?,"
+            " updated_at = ?, error = ? WHERE id = ?",
+            (status, now, now, error, row["id"]),
+        )
+        logger.warning("job %s %s: %s", row["id"], status, reason)
+    return status
+
+
+def _check_limits(
+    db: sqlite3.Connection,
+    submitter: str | None,
+    limits: SubmissionLimits,
+    now: float,
+) -> None:
+    """Raise LimitReached when one more job by `submitter` would pass `limits`."""
+    recent = [
+        float(row[0])
+        for row in db.execute(
+            "SELECT created_at FROM jobs WHERE submitter = ? AND created_at > ?"
+            " ORDER BY created_at",
+            (submitter, now - limits.window),
+        )
+    ]
+    if len(recent) >= limits.per_hour:
+        # The wait until the oldest submission that counts leaves the window.
+        oldest = recent[-limits.per_hour]
+        wait = max(1, math.ceil(oldest + limits.window - now))
+        raise LimitReached("rate", len(recent), wait)
+    active = db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
+    ).fetchone()[0]
+    if active >= limits.max_active:
+        raise LimitReached("queue", int(active), 30)
 
 
 def new_job_id() -> str:

@@ -10,7 +10,10 @@ is stored compressed; the corpus readers decompress it when training.
 Order of events, so that "202 Accepted" means the text survives a crash:
 stream to `uploads/.upload-<hex>.tmp` -> fsync -> check (UTF-8, not empty,
 enough tokens) -> rename to `uploads/<job id>.txt[.gz]` -> fsync the
-directory -> the caller commits the job row and answers.
+directory -> the caller commits the job row and answers. The writer holds an
+flock on the file through all of it, so the cleanups at server start
+(`remove_stale_temporaries`, `remove_orphan_uploads`) can tell a file whose
+writer died from one still on its way.
 """
 
 import codecs
@@ -20,6 +23,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import secrets
 import zlib
 from collections.abc import AsyncIterator
@@ -27,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.core.errors import ApiError
+from app.jobs.store import JOB_ID_PATTERN, JobStore
 from training.durable import fsync_directory
 from training.tokenizer import iter_tokens
 
@@ -42,6 +48,8 @@ FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024
 MAX_FIELDS = 16
 READ_BLOCK = 1 << 20
+# What store_upload names a file; nothing else in uploads/ is ours to remove.
+_STORED_NAME = re.compile(rf"{JOB_ID_PATTERN}\.txt(\.gz)?")
 # Write errors that mean "no room for the upload", not a broken server.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -74,8 +82,10 @@ class UnsupportedUpload(ApiError):
 class ReceivedUpload:
     """An upload on disk under its temporary name, not yet checked.
 
-    `lock_fd` holds an exclusive flock on the file until it is stored or
-    discarded, which tells `remove_stale_temporaries` that its writer lives.
+    `lock_fd` holds an exclusive flock on the file, under its temporary
+    name and after `store_upload` renamed it, until `discard` or `release`:
+    it tells `remove_stale_temporaries` and `remove_orphan_uploads` that its
+    writer lives.
     """
 
     path: Path
@@ -178,7 +188,9 @@ async def receive_upload(
                     f"got {media}"
                 )
             f.flush()
-            os.fsync(f.fileno())
+            # A big upload can take a while to reach the disk; the event loop
+            # of this server worker goes on serving queries meanwhile.
+            await anyio.to_thread.run_sync(os.fsync, f.fileno())
     except BaseException as exc:
         path.unlink(missing_ok=True)
         os.close(lock_fd)
@@ -360,11 +372,13 @@ def store_upload(
     upload: ReceivedUpload, name: str, text_bytes: int, tokens: int
 ) -> CheckedUpload:
     """Rename the checked upload to `uploads/<name>.txt[.gz]` and fsync the
-    directory, so it outlives a crash from here on."""
+    directory, so it outlives a crash from here on. The file stays locked
+    until `upload.discard()` (or `release()`)."""
     suffix = ".txt.gz" if upload.compressed else ".txt"
     final = upload.path.parent / f"{name}{suffix}"
     os.replace(upload.path, final)
-    upload.release()
+    # The lock stays until the caller discards `upload`, after the job row is
+    # committed (or the file removed): see remove_orphan_uploads.
     fsync_directory(final.parent)
     return CheckedUpload(
         final, upload.size, upload.sha256, upload.compressed, text_bytes, tokens
@@ -391,6 +405,49 @@ def remove_stale_temporaries(uploads_dir: Path) -> int:
     if removed:
         logger.info("removed %d unfinished upload(s) from %s", removed, uploads_dir)
     return removed
+
+
+def remove_orphan_uploads(uploads_dir: Path, store: JobStore) -> int:
+    """Delete stored uploads that no job row refers to and return how many.
+
+    Such a file is left by a crash between the rename of an upload and the
+    commit of its job. A file whose writer still holds its lock is on its way
+    to a row and is left alone; once the lock is ours, the writer has either
+    committed or died, so the table tells which.
+    """
+    removed = 0
+    for path in uploads_dir.iterdir():
+        if not _STORED_NAME.fullmatch(path.name) or not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _referenced(store, path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+                logger.info("removed %s: no job refers to it", path)
+        except BlockingIOError:
+            continue  # a live request is about to commit its job
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _referenced(store: JobStore, name: str) -> bool:
+    job_id = name.split(".", 1)[0]
+    try:
+        job = store.get(job_id)
+    except KeyError:
+        return False
+    return bool(job.upload.get("file") == name)
+
+
+# TODO: uploads of finished jobs are kept for ever (they let a job be re-run
+# and audited), so uploads/ only grows; a retention setting that deletes the
+# uploads of jobs finished longer ago than it, at server start, would bound it.
 
 
 def _too_large(size: int, limit: int, partial: bool = False) -> UploadTooLarge:

@@ -3,8 +3,8 @@
 It consumes the Huey queue (one job at a time per worker: training uses all
 the threads it is given) and, beside it, sweeps the job table so that a job
 whose worker died is re-queued or failed and a queued job whose message was
-lost is sent again. Several workers, on one machine or several, can share a
-data directory and a queue.
+lost is sent again. Several workers on one host can share a data directory
+and a queue; the job table is SQLite, so not across hosts (docs/jobs.md).
 """
 
 import argparse
@@ -67,7 +67,13 @@ def run_worker(args: argparse.Namespace) -> int:
     store = job_store(settings.data_dir)
     queue = make_queue(settings.data_dir, settings.queue_url)
     queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)
-    sweeper = Sweeper(store, queue, settings.job_lease, alive_file=args.alive_file)
+    sweeper = Sweeper(
+        store,
+        queue,
+        settings.job_lease,
+        alive_file=args.alive_file,
+        time_limit=settings.job_time_limit,
+    )
     sweeper.start()
     logger.info("worker %s taking jobs from %s", worker_name(), settings.data_dir)
     try:
@@ -85,8 +91,9 @@ def job_store(data_dir: Path) -> JobStore:
 
 
 class Sweeper(threading.Thread):
-    """Every few seconds, recovers jobs whose worker died or whose queue
-    message was lost (see `JobStore.sweep`) and sends them to the queue again.
+    """Every few seconds, recovers jobs whose worker died or hung past the
+    time limit or whose queue message was lost (see `JobStore.sweep`) and
+    sends those that should run again to the queue.
 
     With `alive_file`, it touches that file after each sweep that worked, so
     that a health check can tell a live worker (a recent file) from one
@@ -99,11 +106,13 @@ class Sweeper(threading.Thread):
         queue: JobQueue,
         lease: float,
         alive_file: Path | None = None,
+        time_limit: float | None = None,
     ) -> None:
         super().__init__(name="job-sweeper", daemon=True)
         self.store = store
         self.queue = queue
         self.lease = lease
+        self.time_limit = time_limit
         self.alive_file = alive_file
         self.interval = min(max(lease / 4, 0.5), 10.0)
         self._stop_event = threading.Event()
@@ -111,7 +120,7 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         while True:
             try:
-                for job_id in self.store.sweep(self.lease):
+                for job_id in self.store.sweep(self.lease, self.time_limit):
                     logger.info("job %s sent to the queue again", job_id)
                     self.queue.enqueue(job_id)
                 self._touch()

@@ -1,15 +1,19 @@
 """Limits on POST /finetune, through the real app on a real data directory
 (no worker: the jobs stay queued)."""
 
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings, get_settings
 from app.main import create_app
 from app.registry import ModelRegistry
-from tests.app.conftest import add_version
+from tests.app.conftest import add_version, running_server
 
 KEY = "limits-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -93,3 +97,49 @@ def test_uploads_are_bounded_by_their_own_limit_not_the_body_limit(
     assert small.status_code == 202
     assert large.status_code == 413 and "WORDVEC_MAX_UPLOAD_BYTES" in large.text
     assert other.status_code == 413
+
+
+def slow_body() -> Iterator[bytes]:
+    """The upload in ten pieces over about two seconds, so that concurrent
+    requests all pass the early limit check before any of them is stored."""
+    for _ in range(10):
+        yield TEXT.encode()
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"WORDVEC_MAX_QUEUED_JOBS": "1", "WORDVEC_FINETUNES_PER_HOUR": "100"},
+        {"WORDVEC_MAX_QUEUED_JOBS": "100", "WORDVEC_FINETUNES_PER_HOUR": "1"},
+    ],
+    ids=["queue-cap", "rate-limit"],
+)
+def test_concurrent_uploads_cannot_pass_a_limit_together(
+    data: ModelRegistry, tmp_path: Path, limits: dict[str, str]
+) -> None:
+    env = {"WORDVEC_API_KEY": KEY, "WORDVEC_MIN_UPLOAD_TOKENS": "10", **limits}
+    arguments = ["--data-dir", str(data.data_dir)]
+    responses: list[httpx.Response] = []
+
+    def post(url: str) -> None:
+        headers = {**AUTH, "Content-Type": "text/plain"}
+        with httpx.Client(base_url=url, timeout=60) as client:
+            responses.append(
+                client.post("/finetune", content=slow_body(), headers=headers)
+            )
+
+    with running_server(arguments, tmp_path / "server.log", env) as url:
+        posts = [threading.Thread(target=post, args=(url,)) for _ in range(5)]
+        for thread in posts:
+            thread.start()
+        for thread in posts:
+            thread.join()
+        jobs = httpx.get(f"{url}/jobs").json()["jobs"]
+    assert sorted(r.status_code for r in responses) == [202, 429, 429, 429, 429]
+    for refused in (r for r in responses if r.status_code == 429):
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "WORDVEC_" in refused.json()["detail"]
+    assert len(jobs) == 1
+    assert [p.name for p in data.uploads_dir.iterdir()] == [f"{jobs[0]['id']}.txt"]

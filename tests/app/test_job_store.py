@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from app.jobs.store import _SCHEMA, JobStore, LeaseLost
+from app.jobs.store import (
+    _SCHEMA,
+    JobStore,
+    LeaseLost,
+    LimitReached,
+    SubmissionLimits,
+)
 
 
 @pytest.fixture
@@ -153,3 +159,68 @@ def test_a_table_from_before_the_submitter_column_gains_it(tmp_path: Path) -> No
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     assert "submitter" in columns
+
+
+def test_sweep_cancels_a_job_whose_worker_died_with_a_cancel_pending(
+    store: JobStore,
+) -> None:
+    job = store.claim(queued(store), "w1")
+    assert job is not None
+    store.cancel(job.id)
+    age_heartbeat(store, job.id, 60)
+    assert store.sweep(lease_seconds=30) == []
+    swept = store.get(job.id)
+    assert swept.status == "cancelled" and swept.error == "cancelled by request"
+    assert store.claim(job.id, "w2") is None
+
+
+def test_sweep_fails_an_attempt_past_the_time_limit_though_it_beats(
+    store: JobStore,
+) -> None:
+    job = store.claim(queued(store), "w1")
+    assert job is not None and job.lease is not None
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE jobs SET attempt_started_at = attempt_started_at - 100"
+            " WHERE id = ?",
+            (job.id,),
+        )
+    store.heartbeat(job.id, job.lease)
+    assert store.sweep(lease_seconds=30, time_limit=100) == []
+    assert store.get(job.id).status == "running"
+    assert store.sweep(lease_seconds=30, time_limit=60) == []
+    swept = store.get(job.id)
+    assert swept.status == "failed" and swept.attempts == 1
+    assert swept.error is not None and "WORDVEC_JOB_TIME_LIMIT" in swept.error
+    with pytest.raises(LeaseLost):
+        store.heartbeat(job.id, job.lease)
+
+
+def test_limits_are_checked_in_the_insert_and_refuse_past_them(
+    store: JobStore,
+) -> None:
+    limits = SubmissionLimits(max_active=2, per_hour=3)
+
+    def submit() -> str:
+        job, _ = store.create(
+            kind="finetune",
+            params={},
+            upload={},
+            max_attempts=1,
+            submitter="key-a",
+            limits=limits,
+        )
+        return job.id
+
+    first = submit()
+    submit()
+    with pytest.raises(LimitReached) as queue_full:
+        submit()
+    assert queue_full.value.kind == "queue" and queue_full.value.retry_after == 30
+    store.cancel(first)
+    submit()
+    with pytest.raises(LimitReached) as too_many:
+        store.check_limits("key-a", limits)
+    assert too_many.value.kind == "rate" and too_many.value.count == 3
+    assert 3590 <= too_many.value.retry_after <= 3600
+    assert len(store.recent()) == 3

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -275,18 +276,31 @@ def test_job_survives_a_worker_killed_mid_run(
     assert {p.name for p in (data_dir / "models").iterdir()} == listed
 
 
-def test_two_jobs_submitted_at_once_both_succeed(
+def test_two_jobs_submitted_at_once_each_build_on_the_active_version(
     api: httpx.Client, data_dir: Path, tmp_path: Path
 ) -> None:
-    first = submit(api, upload_text(seed=2), epochs=2, activate=False).json()
-    second = submit(api, upload_text(seed=3), epochs=2, activate=False).json()
-    with running_worker(data_dir, tmp_path / "worker.log"):
-        jobs = [wait_for(api, j["id"], finished) for j in (first, second)]
-    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    texts = [upload_text(seed=2), upload_text(seed=3)]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda t: submit(api, t, epochs=2), texts))
+    assert [a.status_code for a in answers] == [202, 202]
+    assert [a.json()["base_version"] for a in answers] == ["base", "base"]
+    with (
+        running_worker(data_dir, tmp_path / "worker-1.log"),
+        running_worker(data_dir, tmp_path / "worker-2.log"),
+    ):
+        jobs = [wait_for(api, a.json()["id"], finished, timeout=90) for a in answers]
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"], jobs
+    # Each built on the version active at submission, not on the other's
+    # result; the last to finish is the one active.
+    assert [j["base_version"] for j in jobs] == ["base", "base"]
     versions = {j["result_version"] for j in jobs}
     listed = {m["version"] for m in api.get("/models").json()["models"]}
     assert versions <= listed and len(versions) == 2
-    assert served_version(api) == "base"
+    last = max(jobs, key=lambda j: j["finished_at"])
+    assert api.get("/models").json()["active_version"] == last["result_version"]
+    # Leave the shared data directory serving `base` for the tests after.
+    assert api.post("/models/base/activate", headers=AUTH).status_code == 200
+    wait_served(api, "base")
 
 
 def wait_served(api: httpx.Client, version: str, timeout: float = 15) -> None:

@@ -114,6 +114,9 @@ def test_a_bad_setting_ends_a_command_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("WORDVEC_MAX_K", "0")
+    # `worker --data-dir` exports the directory for its settings; let
+    # monkeypatch take it back so later tests in this process do not see it.
+    monkeypatch.setenv("WORDVEC_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
         assert main(["worker", "--data-dir", str(tmp_path)]) == 2

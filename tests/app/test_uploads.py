@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.jobs.store import JobStore
 from app.jobs.uploads import (
     InvalidUpload,
     ReceivedUpload,
@@ -18,6 +19,7 @@ from app.jobs.uploads import (
     UploadTooLarge,
     check_upload,
     receive_upload,
+    remove_orphan_uploads,
     remove_stale_temporaries,
     store_upload,
 )
@@ -137,12 +139,46 @@ def test_a_multibyte_character_split_across_blocks_is_fine(tmp_path: Path) -> No
     assert check_upload(upload, min_tokens=1, max_text_bytes=4 << 20)[1] == 2
 
 
-def test_store_renames_durably_and_releases_the_lock(tmp_path: Path) -> None:
+def test_store_renames_durably_and_keeps_the_lock_until_discarded(
+    tmp_path: Path,
+) -> None:
     upload = receive(TEXT, "text/plain", tmp_path)
     stored = store_upload(upload, "job1", len(TEXT), 1600)
     assert stored.path == tmp_path / "job1.txt" and stored.path.read_bytes() == TEXT
+    assert upload.lock_fd >= 0
+    upload.discard()
     assert upload.lock_fd == -1
     assert [p.name for p in tmp_path.iterdir()] == ["job1.txt"]
+
+
+def test_orphan_cleanup_keeps_uploads_of_jobs_and_of_live_requests(
+    tmp_path: Path,
+) -> None:
+    uploads = tmp_path / "uploads"
+    store = JobStore(tmp_path / "jobs.db")
+    job, _ = store.create(
+        kind="finetune",
+        params={},
+        upload={"file": "a" * 32 + ".txt"},
+        max_attempts=1,
+        job_id="a" * 32,
+    )
+    uploads.mkdir()
+    (uploads / f"{job.id}.txt").write_bytes(TEXT)
+    # A crash between the rename and the commit left this one.
+    (uploads / f"{'b' * 32}.txt.gz").write_bytes(TEXT)
+    # Not named like an upload, so not the cleanup's to judge.
+    (uploads / "notes.md").write_bytes(TEXT)
+    # A live request has renamed its upload and not committed yet.
+    live = receive(TEXT, "text/plain", uploads)
+    in_flight = store_upload(live, "c" * 32, len(TEXT), 1600)
+    assert remove_orphan_uploads(uploads, store) == 1
+    assert sorted(p.name for p in uploads.iterdir()) == sorted(
+        [f"{job.id}.txt", in_flight.path.name, "notes.md"]
+    )
+    live.discard()
+    assert remove_orphan_uploads(uploads, store) == 1
+    assert sorted(p.name for p in uploads.iterdir()) == [f"{job.id}.txt", "notes.md"]
 
 
 def test_cleanup_spares_live_uploads_and_removes_dead_ones(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ POST /jobs/{id}/cancel follow it. The worker process runs them (docs/jobs.md).
 
 import hashlib
 import logging
-import math
-import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,7 +18,14 @@ from app.core.config import Settings
 from app.core.errors import ApiError, InvalidInput
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import FinetuneSettings, JobPublic, JobsResponse
-from app.jobs.store import JOB_ID_PATTERN, Job, JobStore, new_job_id
+from app.jobs.store import (
+    JOB_ID_PATTERN,
+    Job,
+    JobStore,
+    LimitReached,
+    SubmissionLimits,
+    new_job_id,
+)
 from app.jobs.uploads import (
     ReceivedUpload,
     check_upload,
@@ -169,10 +174,13 @@ async def create_finetune(
     submitter = _submitter(settings)
     # A retry with a known key is read in full all the same: only the upload's
     # checksum tells a retry from a different text sent with the same key.
+    # This early check saves reading an upload that would be refused; `_accept`
+    # checks again in the transaction that inserts the job.
     if key is None or context.store.find_by_idempotency_key(key) is None:
-        _check_rate(context.store, submitter, settings.finetunes_per_hour)
-        if context.store.count_active() >= settings.max_queued_jobs:
-            raise _too_many(settings)
+        try:
+            context.store.check_limits(submitter, _limits(settings))
+        except LimitReached as exc:
+            raise _refusal(exc, settings) from None
     upload = await receive_upload(
         request.stream(),
         {name.lower(): value for name, value in request.headers.items()},
@@ -188,15 +196,17 @@ async def create_finetune(
             "activate": activate,
         }
         params = _finetune_settings(query, upload.fields)
-        if params.base_version is not None:
-            context.registry.get(params.base_version)
-        elif context.registry.active_version() is None:
+        # Recorded now, so that jobs run later or side by side each build on
+        # what was active when they were submitted (docs/jobs.md).
+        base = params.base_version or context.registry.active_version()
+        if base is None:
             raise NoActiveModel(
                 "there is no active model to fine-tune; activate one with "
                 "`wordvec models activate VERSION` or name a base_version"
             )
+        context.registry.get(base)
         job = await anyio.to_thread.run_sync(
-            _accept, context, settings, upload, params, key, submitter
+            _accept, context, settings, upload, params, base, key, submitter
         )
     finally:
         upload.discard()  # a no-op once the upload was stored under the job's name
@@ -208,6 +218,7 @@ def _accept(
     settings: Settings,
     upload: ReceivedUpload,
     params: FinetuneSettings,
+    base: str,
     key: str | None,
     submitter: str,
 ) -> Job:
@@ -219,19 +230,27 @@ def _accept(
     )
     if key is not None and (earlier := context.store.find_by_idempotency_key(key)):
         return _replay(earlier, upload.sha256)
-    if key is not None and context.store.count_active() >= settings.max_queued_jobs:
-        raise _too_many(settings)
     job_id = new_job_id()
+    # The upload keeps its lock until the caller discards it, after the
+    # commit: `remove_orphan_uploads` never takes a file whose row is coming.
     stored = store_upload(upload, job_id, text_bytes, tokens)
-    job, created = context.store.create(
-        kind="finetune",
-        params=params.model_dump(),
-        upload=stored.describe(),
-        max_attempts=settings.job_max_attempts,
-        idempotency_key=key,
-        job_id=job_id,
-        submitter=submitter,
-    )
+    try:
+        job, created = context.store.create(
+            kind="finetune",
+            params=params.model_dump(),
+            upload=stored.describe(),
+            max_attempts=settings.job_max_attempts,
+            idempotency_key=key,
+            job_id=job_id,
+            submitter=submitter,
+            base_version=base,
+            limits=_limits(settings),
+        )
+    except LimitReached as exc:
+        stored.path.unlink(missing_ok=True)
+        raise _refusal(exc, settings) from None
+    # On any other error the row may or may not be committed; the file is
+    # left for `remove_orphan_uploads`, which asks the table.
     if not created:  # a concurrent request with the same key won the race
         stored.path.unlink(missing_ok=True)
         return _replay(job, upload.sha256)
@@ -252,24 +271,27 @@ def _submitter(settings: Settings) -> str:
     return "key-" + digest.hexdigest()[:16]
 
 
-def _check_rate(store: JobStore, submitter: str, per_hour: int) -> None:
-    # Counted in the job table, so the limit holds across server workers.
-    now = time.time()
-    recent = store.submitted_since(submitter, now - RATE_WINDOW)
-    if len(recent) >= per_hour:
-        wait = max(1, math.ceil(recent[-per_hour] + RATE_WINDOW - now))
-        raise RateLimited(
-            f"{len(recent)} fine-tunes were submitted in the last hour, the limit "
-            f"(WORDVEC_FINETUNES_PER_HOUR) is {per_hour}; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
+def _limits(settings: Settings) -> SubmissionLimits:
+    return SubmissionLimits(
+        max_active=settings.max_queued_jobs,
+        per_hour=settings.finetunes_per_hour,
+        window=RATE_WINDOW,
+    )
+
+
+def _refusal(exc: LimitReached, settings: Settings) -> ApiError:
+    headers = {"Retry-After": str(exc.retry_after)}
+    if exc.kind == "rate":
+        return RateLimited(
+            f"{exc.count} fine-tunes were submitted in the last hour, the limit "
+            f"(WORDVEC_FINETUNES_PER_HOUR) is {settings.finetunes_per_hour}; "
+            f"retry in {exc.retry_after} s",
+            headers=headers,
         )
-
-
-def _too_many(settings: Settings) -> TooManyJobs:
     return TooManyJobs(
         f"{settings.max_queued_jobs} jobs are queued or running, the server's "
         "limit (WORDVEC_MAX_QUEUED_JOBS); retry when one has finished",
-        headers={"Retry-After": "30"},
+        headers=headers,
     )
 
 
