@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.registry import ModelRegistry, VersionNotFound
+from training.cli import add_size_arguments
 from training.config import TrainConfig
 from training.errors import ConfigError, CorpusError
 
@@ -58,18 +59,7 @@ def add_init_parser(subparsers: Any) -> None:
         default=DEFAULT_VERSION,
         help="name of the version to create (default: %(default)s)",
     )
-    p.add_argument(
-        "--dim",
-        type=int,
-        default=defaults.dim,
-        help="vector dimensions (default: %(default)s)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.epochs,
-        help="passes over the corpus (default: %(default)s)",
-    )
+    add_size_arguments(p, defaults)
     p.add_argument(
         "--threads",
         type=int,

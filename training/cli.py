@@ -54,12 +54,7 @@ def add_train_parser(subparsers: Any) -> None:
         help="skip-gram predicts context words from the centre word; cbow predicts the "
         "centre word from its context (default: %(default)s)",
     )
-    p.add_argument(
-        "--dim",
-        type=int,
-        default=defaults.dim,
-        help="vector dimensions (default: %(default)s)",
-    )
+    add_size_arguments(p, defaults)
     p.add_argument(
         "--window",
         type=int,
@@ -91,12 +86,6 @@ def add_train_parser(subparsers: Any) -> None:
         default=defaults.sample,
         help="subsampling threshold for frequent words, 0 disables it "
         "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.epochs,
-        help="passes over the corpus (default: %(default)s)",
     )
     p.add_argument(
         "--lr",
@@ -292,6 +281,22 @@ def print_summary(args: argparse.Namespace, result: "TrainResult") -> None:
     print(format_stats(result.stats))
     if result.scores:
         print(format_scores(result.scores))
+
+
+def add_size_arguments(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """Add --dim and --epochs, which `wordvec init` shares with `train`."""
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=defaults.dim,
+        help="vector dimensions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help="passes over the corpus (default: %(default)s)",
+    )
 
 
 def add_evaluate_parser(subparsers: Any) -> None:
