@@ -33,7 +33,7 @@ COPY app app
 # --build-arg WORDVEC_NATIVE_ARCH=native, or the kernel falls back to PyTorch).
 ARG WORDVEC_NATIVE_ARCH=x86-64-v2
 RUN WORDVEC_NATIVE_ARCH=${WORDVEC_NATIVE_ARCH} \
-    pip install --no-build-isolation ".[redis]"
+    pip install --no-build-isolation ".[redis,postgres]"
 # setup.py lets a failed compile pass quietly (fine on a laptop without a
 # compiler), which here would ship an image that trains ~30x slower. So the
 # build stops unless the installed package has its kernel; pass

@@ -115,7 +115,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings.data_dir)
         remove_stale_temporaries(registry.uploads_dir)
         app.state.jobs = jobs.JobsContext(
-            store=job_store(settings.data_dir),
+            store=job_store(settings.data_dir, settings.database_url),
             registry=registry,
             queue=make_queue(settings.data_dir, settings.queue_url),
         )

@@ -198,6 +198,11 @@ class ModelPublic(BaseModel):
     base_version: str | None = Field(
         default=None, description="the version a fine-tuned model started from"
     )
+    manifest: dict[str, Any] | None = Field(
+        default=None,
+        description="the version's whole manifest, as GET /models/{version} shows "
+        "it (format in docs/bundle-format.md); null with ?summary=true",
+    )
 
 
 class ModelsResponse(BaseModel):

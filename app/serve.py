@@ -70,6 +70,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     source = _choose_source(args, _fresh_settings())
     settings = _settings_for(args)
+    if settings.data_dir is not None:
+        _check_job_table(settings)
     metrics_dir = _share_metrics_between_workers()
     logger.info(
         "serving %s on http://%s:%d with %d worker(s)",
@@ -100,6 +102,18 @@ def run_serve(args: argparse.Namespace) -> int:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _check_job_table(settings: Settings) -> None:
+    """Open the job table once (creating it if new), so an unreachable job
+    database stops `serve` here with one line rather than in every worker."""
+    from app.jobs.queue import warn_if_single_host
+    from app.jobs.store import open_job_store
+
+    assert settings.data_dir is not None
+    store = open_job_store(settings.data_dir, settings.database_url)
+    logger.info("job table in %s", store.database.describe())
+    warn_if_single_host(settings.queue_url, settings.database_url)
 
 
 def _fresh_settings() -> Settings:

@@ -159,7 +159,12 @@ FIXED_BY_COMMAND = {
 }
 # Read by the job worker's processes only.
 WORKER_MODULES = ("app/jobs/worker.py", "app/jobs/runner.py")
-WORKER_ONLY = {"job_time_limit", "job_heartbeat_interval", "job_lease"}
+WORKER_ONLY = {
+    "job_time_limit",
+    "job_heartbeat_interval",
+    "job_lease",
+    "upload_retention_days",
+}
 
 
 def settings_in(service: dict[str, Any]) -> set[str]:
@@ -343,7 +348,7 @@ def test_image_build_fails_without_the_native_kernel_unless_allowed(
 
     build = build_stage(dockerfile)
     (check,) = [line for line in build if "native_available()" in line]
-    install = next(i for i, line in enumerate(build) if '".[redis]"' in line)
+    install = next(i for i, line in enumerate(build) if '".[redis,postgres]"' in line)
     assert install < build.index("ARG ALLOW_TORCH_FALLBACK=0") < build.index(check)
     script = check.removeprefix("RUN ")
     # Docker passes the ARG to RUN as an environment variable.

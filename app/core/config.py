@@ -5,8 +5,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.jobs.database import check_database_url
 
 # The kinds `wordvec index --index` builds (index.kinds.KIND_CHOICES), written
 # out because a Literal needs its values in the source; a test keeps the two
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
         default=None,
         description="job queue: unset for SQLite in DATA_DIR, or redis://host:port/db",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="job table: unset for SQLite in DATA_DIR, or "
+        "postgresql://user:password@host:port/database to share it between "
+        "machines (docs/jobs.md)",
+    )
     max_upload_bytes: int = Field(
         default=50_000_000, ge=1024, description="bytes in one fine-tune upload"
     )
@@ -131,6 +139,17 @@ class Settings(BaseSettings):
         description="fine-tunes one API key (or, without keys, everyone) may "
         "submit per hour before 429",
     )
+    upload_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="days a finished job's upload is kept before the worker "
+        "deletes it (the job row stays); 0 keeps uploads for ever",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, url: str | None) -> str | None:
+        return None if url is None or not url.strip() else check_database_url(url)
 
     @model_validator(mode="before")
     @classmethod

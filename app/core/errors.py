@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.jobs.database import DatabaseUnavailable
 from app.registry import (
     ActivationRefused,
     InvalidVersionName,
@@ -139,6 +140,14 @@ def _problem_body(request: Request, exc: Exception) -> tuple[int, dict[str, Any]
             "Model unavailable",
             503,
             "The served model's files could not be read; retry later.",
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        logger.error("answering %s: %s", request.url.path, exc)
+        return 503, _body(
+            "/problems/job-table-unavailable",
+            "Job table unavailable",
+            503,
+            "The job table cannot be reached right now; retry later.",
         )
     if isinstance(exc, WordvecError):
         return 422, _body("/problems/invalid-request", "Invalid request", 422, str(exc))

@@ -1,6 +1,7 @@
 """The task queue that carries "run job X" from the API to the workers: Huey,
-on SQLite in DATA_DIR by default or on Redis (the job table stays SQLite,
-so either way every process runs on the data directory's host).
+on SQLite in DATA_DIR by default or on Redis. The SQLite queue keeps every
+process on the data directory's host, whatever holds the job table; several
+machines need Redis here and PostgreSQL for the table (docs/jobs.md).
 
 A queue message holds nothing but a job id; everything else about the job
 is in the job table (app/jobs/store.py), which also repairs what a queue
@@ -103,3 +104,15 @@ def make_queue(data_dir: Path, url: str | None = None) -> JobQueue:
             "in the data directory or give redis://HOST:PORT/DB"
         )
     return JobQueue(huey)
+
+
+def warn_if_single_host(queue_url: str | None, database_url: str | None) -> None:
+    """Log a warning when the job table is shared (PostgreSQL) but the queue
+    is still the SQLite file in DATA_DIR, which only one host may open."""
+    sqlite_queue = queue_url is None or not queue_url.strip()
+    if database_url and sqlite_queue:
+        logger.warning(
+            "the job table is in PostgreSQL but the queue is SQLite in the data "
+            "directory: run every API server and worker on this one host, or "
+            "set WORDVEC_QUEUE_URL=redis://HOST:PORT/DB to use several machines"
+        )

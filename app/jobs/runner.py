@@ -3,8 +3,9 @@
 An attempt: claim the job (a fresh lease) -> fine-tune the base version on
 the upload into DATA_DIR/staging -> build the index -> publish the version
 (atomic rename) -> activate it, unless the job says not to -> mark the job
-succeeded. A heartbeat thread writes progress to the job table and
-brings back cancellation; losing the lease, a cancel request or the time
+succeeded. Each stage is written to the job table as it starts, and a
+heartbeat thread writes progress (app/jobs/progress.py) and brings back
+cancellation; losing the lease, a cancel request or the time
 limit stop the training at its next progress report. Past the time limit
 plus a lease the heartbeat stops, so a hang outside training (indexing,
 publishing) lets the sweep fail the job.
@@ -31,18 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
+from app.jobs.progress import JobSize, ProgressTracker, estimate_stage_seconds
 from app.jobs.store import Job, JobStore, LeaseLost
 from app.jobs.uploads import NO_SPACE_ERRNOS
-from app.registry import ModelRegistry, RegistryError
+from app.registry import ModelRegistry, RegistryError, VersionInfo
 from index.build import IndexConfig, build_index
 from training.errors import FinetuneCancelled, WordvecError
 from training.finetune import FinetuneConfig, FinetuneProgress, finetune
 
 logger = logging.getLogger(__name__)
-
-# Share of a job's progress given to training; the index build and
-# publication take the rest.
-TRAINING_SHARE = 0.9
 
 
 def worker_name() -> str:
@@ -57,7 +55,7 @@ class _Attempt:
     job: Job
     lease: str
     deadline: float
-    progress: dict[str, Any]
+    progress: ProgressTracker
     cancel_requested: bool = False
     lease_lost: bool = False
     timed_out: bool = False
@@ -96,7 +94,7 @@ class JobRunner:
             job,
             job.lease,
             time.monotonic() + self.settings.job_time_limit,
-            {"stage": "starting", "fraction": 0.0},
+            ProgressTracker(),
         )
         stop_heartbeat = threading.Event()
         heartbeat = threading.Thread(
@@ -144,9 +142,10 @@ class JobRunner:
                 "there is no active model to fine-tune; activate one with "
                 "`wordvec models activate` or name a base_version"
             )
-        attempt.progress = {"stage": "checking base", "fraction": 0.0}
+        self._enter(attempt, "checking base")
         self._check_base(base)
-        base_path = self.registry.get(base).path
+        base_info = self.registry.get(base)
+        base_path = base_info.path
         self.store.set_base_version(job.id, attempt.lease, base)
         version = self.registry.new_version_name()
         staging = attempt.staging = self.registry.staging_path(version)
@@ -159,16 +158,9 @@ class JobRunner:
         logger.info(
             "job %s: fine-tuning %s on %s into %s", job.id, base, upload, version
         )
-
-        def on_progress(progress: FinetuneProgress) -> None:
-            attempt.progress = {
-                "stage": "training",
-                "fraction": round(progress.fraction * TRAINING_SHARE, 4),
-                "words_per_second": _rounded(progress.words_per_second, 0),
-                "eta_seconds": _rounded(progress.eta_seconds, 1),
-                "loss": _rounded(progress.loss, 4),
-            }
-
+        index_config = IndexConfig()
+        size = job_size(job, base_info, config, index_config)
+        attempt.progress.plan(estimate_stage_seconds(size))
         result = finetune(
             base_path,
             [upload],
@@ -176,19 +168,19 @@ class JobRunner:
             staging,
             version=version,
             progress=False,
-            on_progress=on_progress,
+            on_progress=lambda progress: self._report(attempt, progress),
             should_stop=attempt.should_stop,
         )
         if attempt.should_stop():
             raise FinetuneCancelled("stopped after training")
-        attempt.progress = {"stage": "indexing", "fraction": TRAINING_SHARE}
-        index_info = build_index(staging, IndexConfig())
+        self._enter(attempt, "indexing")
+        index_info = build_index(staging, index_config)
         if attempt.should_stop():
             raise FinetuneCancelled("stopped after indexing")
-        attempt.progress = {"stage": "publishing", "fraction": 0.97}
+        attempt.progress.enter("publishing")
         # A last check of the lease before anything becomes visible: an
         # attempt that lost its job must not publish over its successor.
-        self.store.heartbeat(job.id, attempt.lease, attempt.progress)
+        self.store.heartbeat(job.id, attempt.lease, attempt.progress.snapshot())
         self.registry.publish(staging, version)
         outcome = {
             "new_words": result.new_words[:50],
@@ -206,6 +198,28 @@ class JobRunner:
             # the version, and leaving it would look like a finished job.
             self._withdraw(job.id, version)
             raise
+
+    def _enter(self, attempt: _Attempt, stage: str) -> None:
+        """Start `stage` and record it at once, so that a poll sees even a
+        stage shorter than a heartbeat interval."""
+        attempt.progress.enter(stage)
+        try:
+            cancel = self.store.heartbeat(
+                attempt.job.id, attempt.lease, attempt.progress.snapshot()
+            )
+        except LeaseLost:
+            attempt.lease_lost = True
+            raise
+        except Exception:
+            # The heartbeat thread writes it again soon; no reason to fail.
+            logger.exception("job %s: cannot record stage %s", attempt.job.id, stage)
+            return
+        attempt.cancel_requested = attempt.cancel_requested or cancel
+
+    def _report(self, attempt: _Attempt, progress: FinetuneProgress) -> None:
+        if progress.stage != attempt.progress.stage:
+            self._enter(attempt, progress.stage)
+        attempt.progress.report(progress)
 
     def _check_base(self, base: str) -> None:
         """Check the base as activation would, so a damaged base fails the job
@@ -231,7 +245,8 @@ class JobRunner:
         # Activated before the job is marked succeeded, in one step, so
         # "succeeded" means the version is active. A version that fails
         # activation's checks stays published but inactive, and the job fails.
-        attempt.progress = {"stage": "activating", "fraction": 0.99}
+        # Not written at once: the fence holds the job table's write lock.
+        attempt.progress.enter("activating")
         self.registry.activate(version, fence=fence)
 
     def _withdraw(self, job_id: str, version: str) -> None:
@@ -261,7 +276,7 @@ class JobRunner:
                 return
             try:
                 cancel = self.store.heartbeat(
-                    attempt.job.id, attempt.lease, attempt.progress
+                    attempt.job.id, attempt.lease, attempt.progress.snapshot()
                 )
             except LeaseLost:
                 attempt.lease_lost = True
@@ -320,5 +335,19 @@ def _discard_staging(attempt: _Attempt) -> None:
         shutil.rmtree(attempt.staging, ignore_errors=True)
 
 
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+def job_size(
+    job: Job, base: VersionInfo, config: FinetuneConfig, index_config: IndexConfig
+) -> JobSize:
+    """Return what the cost of `job`'s stages depends on, from its upload
+    record and the base version's manifest and files."""
+    manifest = base.manifest
+    files = (p for p in base.path.rglob("*") if p.is_file())
+    return JobSize(
+        upload_tokens=int(job.upload.get("tokens") or 0),
+        epochs=config.epochs,
+        vocab_size=int(manifest.get("vocab_size") or 0),
+        dim=int(manifest.get("dim") or 0),
+        bundle_bytes=sum(p.stat().st_size for p in files),
+        listed_words=index_config.precompute_words,
+        activate=bool(job.params.get("activate", True)),
+    )

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.jobs.progress import STAGES
 from app.jobs.store import Job
 
 
@@ -36,15 +37,26 @@ class FinetuneSettings(BaseModel):
 
 
 class JobProgress(BaseModel):
+    """Where a job stands; the stages come in the order of STAGES."""
+
     stage: str | None = Field(
         default=None,
-        description="starting, checking base, training, indexing, publishing, "
-        "activating or done",
+        description="the attempt's current step, in this order: "
+        + ", ".join(STAGES)
+        + " (activating only when the job activates its result)",
     )
-    fraction: float = Field(default=0.0, description="share of the job done, 0 to 1")
-    words_per_second: float | None = None
+    fraction: float = Field(
+        default=0.0,
+        description="share of the job's estimated time that is behind it, 0 to "
+        "1; never decreases within an attempt, 1 once succeeded",
+    )
+    words_per_second: float | None = Field(
+        default=None, description="training speed, once training has started"
+    )
     eta_seconds: float | None = Field(
-        default=None, description="estimated seconds until training ends"
+        default=None,
+        description="estimated seconds until the job ends (all stages, not just "
+        "training); null until the base version is checked",
     )
     loss: float | None = None
 
@@ -64,6 +76,11 @@ class JobPublic(BaseModel):
     settings: dict[str, Any] = Field(description="the request's fine-tune settings")
     upload: dict[str, Any] = Field(
         description="bytes, sha256, tokens and whether it was gzip"
+    )
+    upload_deleted_at: datetime | None = Field(
+        default=None,
+        description="when the worker deleted the upload's file, "
+        "WORDVEC_UPLOAD_RETENTION_DAYS after the job finished",
     )
     progress: JobProgress
     base_version: str | None = Field(
@@ -95,6 +112,7 @@ class JobPublic(BaseModel):
             cancel_requested=job.cancel_requested,
             settings=job.params,
             upload={k: v for k, v in job.upload.items() if k != "file"},
+            upload_deleted_at=_optional_time(result.get("upload_deleted_at")),
             progress=JobProgress(**(job.progress or {})),
             base_version=job.base_version,
             result_version=job.result_version,
@@ -113,3 +131,7 @@ class JobsResponse(BaseModel):
 
 def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _optional_time(seconds: Any) -> datetime | None:
+    return _time(float(seconds)) if isinstance(seconds, int | float) else None

@@ -1,4 +1,4 @@
-"""The job table: every fine-tune job's state, in SQLite (DATA_DIR/jobs.db).
+"""The job table: every fine-tune job's state (DATA_DIR/jobs.db or PostgreSQL).
 
 The table, not the task queue, is the truth about a job. The queue only
 carries "run job X" messages, and it can lose one (a worker killed while
@@ -17,22 +17,23 @@ running it) or deliver one twice; the table makes both harmless:
   the active version, so "lease still held", "version active" and
   "job succeeded" happen as one step that no sweep can cut in two.
 
-Each call opens its own connection (SQLite connections are cheap and must
-not cross threads); WAL lets readers run while a writer commits, and
-synchronous=FULL makes a commit survive power loss.
+The table lives in SQLite in the data directory, or in PostgreSQL when
+machines share it (app/jobs/database.py: one SQL text, two backends). Each
+call opens its own connection.
 """
 
 import json
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from app.jobs.database import INDEXES, Backend, Session, make_backend, table_ddl
 
 logger = logging.getLogger(__name__)
 
@@ -41,37 +42,10 @@ ACTIVE_STATUSES = ("queued", "running")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 JOB_ID_PATTERN = r"[0-9a-f]{32}"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    params TEXT NOT NULL,
-    upload TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    enqueued_at REAL,
-    started_at REAL,
-    finished_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    lease TEXT,
-    worker TEXT,
-    heartbeat_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    progress TEXT,
-    base_version TEXT,
-    result_version TEXT,
-    result TEXT,
-    error TEXT,
-    submitter TEXT,
-    attempt_started_at REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
-"""
-# Columns added after the first release, for tables created before them.
-_ADDED_COLUMNS = {"submitter": "TEXT", "attempt_started_at": "REAL"}
+JOBS_DB = "jobs.db"
+# The SQLite table and its first index, as one script (tests build old
+# tables from it).
+_SCHEMA = f"{table_ddl('REAL')};\n{INDEXES[0]};\n"
 
 
 @dataclass
@@ -135,46 +109,20 @@ class LimitReached(Exception):
 
 
 class JobStore:
-    """The job table in the SQLite database at `path` (created on first use)."""
+    """The job table: in the SQLite database at `path` (created on first use),
+    or in PostgreSQL at `database_url` when that is given."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, database_url: str | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            for column, kind in _ADDED_COLUMNS.items():
-                if column not in present:
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
-            db.execute(
-                "CREATE INDEX IF NOT EXISTS jobs_submitter"
-                " ON jobs (submitter, created_at)"
-            )
+        self.database: Backend = make_backend(self.path, database_url)
+        self.database.create_schema()
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=30000")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[Session]:
+        return self.database.connect()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write
-        # (idempotency check, claim) cannot interleave with another writer.
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """A write transaction: no other writer until it commits."""
+        return self.database.transaction()
 
     # -- the API's side ------------------------------------------------------
 
@@ -249,12 +197,12 @@ class JobStore:
 
     def recent(self, *, status: str | None = None, limit: int = 50) -> list[Job]:
         """Return up to `limit` jobs, newest first, optionally of one status."""
-        query, args = "SELECT * FROM jobs", []
+        query, args = "SELECT * FROM jobs", list[Any]()
         if status is not None:
             query += " WHERE status = ?"
             args.append(status)
         query += " ORDER BY created_at DESC, id LIMIT ?"
-        args.append(str(limit))
+        args.append(limit)
         with self._connect() as db:
             return [_job(row) for row in db.execute(query, args)]
 
@@ -266,7 +214,7 @@ class JobStore:
                 " ORDER BY created_at",
                 (submitter, since),
             ).fetchall()
-        return [float(row[0]) for row in rows]
+        return [float(row["created_at"]) for row in rows]
 
     def check_limits(self, submitter: str, limits: SubmissionLimits) -> None:
         """Raise LimitReached if a job by `submitter` would pass `limits` now."""
@@ -277,9 +225,10 @@ class JobStore:
         """Return how many jobs are queued or running."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
+                "SELECT COUNT(*) AS active FROM jobs"
+                " WHERE status IN ('queued', 'running')"
             ).fetchone()
-        return int(row[0])
+        return int(row["active"])
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask a running one to stop (its worker
@@ -348,7 +297,7 @@ class JobStore:
             row = db.execute(
                 "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
-        return bool(row[0])
+        return bool(row["cancel_requested"])
 
     def set_base_version(self, job_id: str, lease: str, version: str) -> None:
         self._guarded(
@@ -376,7 +325,8 @@ class JobStore:
         """
         with self._transaction() as db:
             owned = db.execute(
-                "SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND status = 'running'",
+                "SELECT progress FROM jobs WHERE id = ? AND lease = ?"
+                " AND status = 'running'",
                 (job_id, lease),
             ).fetchone()
             if owned is None:
@@ -384,12 +334,14 @@ class JobStore:
                 raise LeaseLost(job_id)
             yield
             now = time.time()
+            # The write lock is held, so no heartbeat changed progress meanwhile.
+            progress = _loads(owned["progress"]) or {}
+            progress.update(fraction=1.0, eta_seconds=0, stage="done")
             db.execute(
                 "UPDATE jobs SET status = 'succeeded', result_version = ?, result = ?,"
-                " finished_at = ?, updated_at = ?, lease = NULL,"
-                " progress = json_set(COALESCE(progress, '{}'), '$.fraction', 1.0,"
-                " '$.eta_seconds', 0, '$.stage', 'done') WHERE id = ?",
-                (version, _dumps(result), now, now, job_id),
+                " finished_at = ?, updated_at = ?, lease = NULL, progress = ?"
+                " WHERE id = ?",
+                (version, _dumps(result), now, now, _dumps(progress), job_id),
             )
         logger.info("job %s succeeded: version %s", job_id, version)
 
@@ -413,7 +365,8 @@ class JobStore:
             ).fetchone()
             if row is None:
                 raise LeaseLost(job_id)
-            status: JobStatus = "queued" if retry and row[0] < row[1] else "failed"
+            more = row["attempts"] < row["max_attempts"]
+            status: JobStatus = "queued" if retry and more else "failed"
             db.execute(
                 "UPDATE jobs SET status = ?, error = ?, lease = NULL, updated_at = ?,"
                 " finished_at = CASE WHEN ? = 'failed' THEN ? ELSE NULL END,"
@@ -494,8 +447,8 @@ class JobStore:
 
 
 def _recover(
-    db: sqlite3.Connection,
-    row: sqlite3.Row,
+    db: Session,
+    row: Any,
     now: float,
     lease_seconds: float,
     time_limit: float | None,
@@ -546,14 +499,14 @@ def _recover(
 
 
 def _check_limits(
-    db: sqlite3.Connection,
+    db: Session,
     submitter: str | None,
     limits: SubmissionLimits,
     now: float,
 ) -> None:
     """Raise LimitReached when one more job by `submitter` would pass `limits`."""
     recent = [
-        float(row[0])
+        float(row["created_at"])
         for row in db.execute(
             "SELECT created_at FROM jobs WHERE submitter = ? AND created_at > ?"
             " ORDER BY created_at",
@@ -566,10 +519,17 @@ def _check_limits(
         wait = max(1, math.ceil(oldest + limits.window - now))
         raise LimitReached("rate", len(recent), wait)
     active = db.execute(
-        "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
-    ).fetchone()[0]
+        "SELECT COUNT(*) AS active FROM jobs WHERE status IN ('queued', 'running')"
+    ).fetchone()["active"]
     if active >= limits.max_active:
         raise LimitReached("queue", int(active), 30)
+
+
+def open_job_store(data_dir: Path, database_url: str | None = None) -> JobStore:
+    """Return the job table of `data_dir`: DATA_DIR/jobs.db, or PostgreSQL at
+    `database_url` when one is given. Raises ConfigError when that database
+    cannot be reached."""
+    return JobStore(Path(data_dir) / JOBS_DB, database_url=database_url)
 
 
 def new_job_id() -> str:
@@ -585,7 +545,7 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Any) -> Job:
     return Job(
         id=row["id"],
         kind=row["kind"],

@@ -13,7 +13,9 @@ enough tokens) -> rename to `uploads/<job id>.txt[.gz]` -> fsync the
 directory -> the caller commits the job row and answers. The writer holds an
 flock on the file through all of it, so the cleanups at server start
 (`remove_stale_temporaries`, `remove_orphan_uploads`) can tell a file whose
-writer died from one still on its way.
+writer died from one still on its way. The worker's sweep deletes the
+uploads of jobs finished longer ago than the retention setting
+(`remove_expired_uploads`).
 """
 
 import codecs
@@ -25,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import time
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +53,7 @@ MAX_FIELDS = 16
 READ_BLOCK = 1 << 20
 # What store_upload names a file; nothing else in uploads/ is ours to remove.
 _STORED_NAME = re.compile(rf"{JOB_ID_PATTERN}\.txt(\.gz)?")
+SECONDS_PER_DAY = 86_400.0
 # Write errors that mean "no room for the upload", not a broken server.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -445,9 +449,47 @@ def _referenced(store: JobStore, name: str) -> bool:
     return bool(job.upload.get("file") == name)
 
 
-# TODO: uploads of finished jobs are kept for ever (they let a job be re-run
-# and audited), so uploads/ only grows; a retention setting that deletes the
-# uploads of jobs finished longer ago than it, at server start, would bound it.
+def remove_expired_uploads(
+    uploads_dir: Path, store: JobStore, retention_days: float, now: float | None = None
+) -> list[str]:
+    """Delete the uploads of jobs that finished (succeeded, failed or were
+    cancelled) more than `retention_days` ago and return their job ids.
+
+    0 days keeps every upload. Queued and running jobs keep theirs whatever
+    their age, and so do files no job names (`remove_orphan_uploads` judges
+    those). The job row stays, with the upload's size and SHA-256, and its
+    result notes `upload_deleted_at` (seconds since the epoch).
+    """
+    if retention_days <= 0 or not uploads_dir.is_dir():
+        return []
+    now = time.time() if now is None else now
+    cutoff = now - retention_days * SECONDS_PER_DAY
+    removed = []
+    for path in uploads_dir.iterdir():
+        if not _STORED_NAME.fullmatch(path.name):
+            continue
+        try:
+            job = store.get(path.name.split(".", 1)[0])
+        except KeyError:
+            continue
+        finished = job.finished_at
+        if not job.terminal or finished is None or finished >= cutoff:
+            continue
+        if job.upload.get("file") != path.name:
+            continue
+        path.unlink(missing_ok=True)
+        store.update_result(job.id, {**job.result, "upload_deleted_at": now})
+        age_days = (now - finished) / SECONDS_PER_DAY
+        logger.info(
+            "deleted upload %s of job %s (%s %.1f days ago; retention %g days)",
+            path.name,
+            job.id,
+            job.status,
+            age_days,
+            retention_days,
+        )
+        removed.append(job.id)
+    return removed
 
 
 def _too_large(size: int, limit: int, partial: bool = False) -> UploadTooLarge:

@@ -3,27 +3,32 @@
 It consumes the Huey queue (one job at a time per worker: training uses all
 the threads it is given) and, beside it, sweeps the job table so that a job
 whose worker died is re-queued or failed and a queued job whose message was
-lost is sent again. Several workers on one host can share a data directory
-and a queue; the job table is SQLite, so not across hosts (docs/jobs.md).
+lost is sent again. Several workers can share a data directory and a
+queue: on one host as they come, on several with the job table in
+PostgreSQL and the queue on Redis (docs/jobs.md, "Several machines").
 """
 
 import argparse
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from app.core.config import get_settings
-from app.jobs.queue import JobQueue, make_queue
+from app.jobs.queue import JobQueue, make_queue, warn_if_single_host
 from app.jobs.runner import JobRunner, worker_name
-from app.jobs.store import JobStore
+from app.jobs.store import JobStore, open_job_store
+from app.jobs.uploads import remove_expired_uploads
 from app.registry import ModelRegistry
 from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-JOBS_DB = "jobs.db"
+# Seconds between two deletions of expired uploads: retention is counted in
+# days, and each pass reads the job row of every file in uploads/.
+RETENTION_CHECK_INTERVAL = 600.0
 
 
 def add_worker_parser(subparsers: Any) -> None:
@@ -64,8 +69,9 @@ def run_worker(args: argparse.Namespace) -> int:
     registry = ModelRegistry(settings.data_dir)
     # Only leftovers no running job can own: another worker may be mid-job.
     registry.clean_staging(older_than=settings.job_time_limit + settings.job_lease)
-    store = job_store(settings.data_dir)
+    store = job_store(settings.data_dir, settings.database_url)
     queue = make_queue(settings.data_dir, settings.queue_url)
+    warn_if_single_host(settings.queue_url, settings.database_url)
     queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)
     sweeper = Sweeper(
         store,
@@ -73,6 +79,8 @@ def run_worker(args: argparse.Namespace) -> int:
         settings.job_lease,
         alive_file=args.alive_file,
         time_limit=settings.job_time_limit,
+        uploads_dir=registry.uploads_dir,
+        upload_retention_days=settings.upload_retention_days,
     )
     sweeper.start()
     logger.info("worker %s taking jobs from %s", worker_name(), settings.data_dir)
@@ -85,9 +93,9 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_store(data_dir: Path) -> JobStore:
-    """Return the job table of `data_dir`."""
-    return JobStore(Path(data_dir) / JOBS_DB)
+def job_store(data_dir: Path, database_url: str | None = None) -> JobStore:
+    """Return the job table of `data_dir` (in PostgreSQL with `database_url`)."""
+    return open_job_store(data_dir, database_url)
 
 
 class Sweeper(threading.Thread):
@@ -98,6 +106,10 @@ class Sweeper(threading.Thread):
     With `alive_file`, it touches that file after each sweep that worked, so
     that a health check can tell a live worker (a recent file) from one
     whose process hangs or whose job table cannot be reached (a stale one).
+
+    With `uploads_dir` and a positive `upload_retention_days`, it also
+    deletes the uploads of jobs finished longer ago than that, at its first
+    sweep and then every RETENTION_CHECK_INTERVAL seconds.
     """
 
     def __init__(
@@ -107,6 +119,8 @@ class Sweeper(threading.Thread):
         lease: float,
         alive_file: Path | None = None,
         time_limit: float | None = None,
+        uploads_dir: Path | None = None,
+        upload_retention_days: float = 0.0,
     ) -> None:
         super().__init__(name="job-sweeper", daemon=True)
         self.store = store
@@ -115,6 +129,9 @@ class Sweeper(threading.Thread):
         self.time_limit = time_limit
         self.alive_file = alive_file
         self.interval = min(max(lease / 4, 0.5), 10.0)
+        self.uploads_dir = uploads_dir
+        self.upload_retention_days = upload_retention_days
+        self._next_expiry = time.monotonic()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -126,8 +143,22 @@ class Sweeper(threading.Thread):
                 self._touch()
             except Exception:
                 logger.exception("sweeping the job table failed; retrying")
+            self._expire_uploads()
             if self._stop_event.wait(self.interval):
                 return
+
+    def _expire_uploads(self) -> None:
+        if self.uploads_dir is None or self.upload_retention_days <= 0:
+            return
+        if time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + RETENTION_CHECK_INTERVAL
+        try:
+            remove_expired_uploads(
+                self.uploads_dir, self.store, self.upload_retention_days
+            )
+        except Exception:
+            logger.exception("deleting expired uploads failed; retrying later")
 
     def _touch(self) -> None:
         if self.alive_file is None:

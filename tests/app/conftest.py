@@ -268,3 +268,27 @@ def reliability_words(reliability_base: Path) -> list[str]:
     from benchmarks.reliability import vocabulary_words
 
     return vocabulary_words(reliability_base)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session; yields the URL of its
+    `postgres` database. Skips when PostgreSQL is not installed."""
+    from tests.app.postgres import postgres_bin_dir, running_postgres
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin "
+            "or on PATH); apt-get install postgresql"
+        )
+    with running_postgres(bin_dir) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    from tests.app.postgres import create_database
+
+    return create_database(postgres_server)

@@ -1,11 +1,16 @@
-"""The job table on a real SQLite file: claims, leases, sweeps, cancels."""
+"""The job table on a real SQLite file and on a real PostgreSQL server:
+claims, leases, sweeps, cancels, limits."""
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
+from app.jobs.database import ADDED_COLUMNS, table_ddl
 from app.jobs.store import (
     _SCHEMA,
     JobStore,
@@ -15,9 +20,23 @@ from app.jobs.store import (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return JobStore(tmp_path / "jobs.db", database_url=url)
     return JobStore(tmp_path / "jobs.db")
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs.db")
+
+
+def run_sql(store: JobStore, sql: str, args: tuple[Any, ...]) -> None:
+    """Change the table behind the store's back, on whichever backend it uses."""
+    with store.database.connect() as db:
+        db.execute(sql, args)
 
 
 def queued(store: JobStore, key: str | None = None, attempts: int = 3) -> str:
@@ -33,16 +52,16 @@ def queued(store: JobStore, key: str | None = None, attempts: int = 3) -> str:
 
 
 def age_heartbeat(store: JobStore, job_id: str, seconds: float) -> None:
-    with sqlite3.connect(store.path) as db:
-        db.execute(
-            "UPDATE jobs SET heartbeat_at = heartbeat_at - ?, enqueued_at = "
-            "enqueued_at - ? WHERE id = ?",
-            (seconds, seconds, job_id),
-        )
+    run_sql(
+        store,
+        "UPDATE jobs SET heartbeat_at = heartbeat_at - ?, enqueued_at = "
+        "enqueued_at - ? WHERE id = ?",
+        (seconds, seconds, job_id),
+    )
 
 
-def test_database_uses_wal(store: JobStore) -> None:
-    with sqlite3.connect(store.path) as db:
+def test_database_uses_wal(sqlite_store: JobStore) -> None:
+    with sqlite3.connect(sqlite_store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -179,12 +198,11 @@ def test_sweep_fails_an_attempt_past_the_time_limit_though_it_beats(
 ) -> None:
     job = store.claim(queued(store), "w1")
     assert job is not None and job.lease is not None
-    with sqlite3.connect(store.path) as db:
-        db.execute(
-            "UPDATE jobs SET attempt_started_at = attempt_started_at - 100"
-            " WHERE id = ?",
-            (job.id,),
-        )
+    run_sql(
+        store,
+        "UPDATE jobs SET attempt_started_at = attempt_started_at - 100 WHERE id = ?",
+        (job.id,),
+    )
     store.heartbeat(job.id, job.lease)
     assert store.sweep(lease_seconds=30, time_limit=100) == []
     assert store.get(job.id).status == "running"
@@ -224,3 +242,53 @@ def test_limits_are_checked_in_the_insert_and_refuse_past_them(
     assert too_many.value.kind == "rate" and too_many.value.count == 3
     assert 3590 <= too_many.value.retry_after <= 3600
     assert len(store.recent()) == 3
+
+
+def test_a_postgres_table_from_before_attempt_started_at_gains_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    old = table_ddl("DOUBLE PRECISION").replace(
+        ",\n    attempt_started_at DOUBLE PRECISION", ""
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(old)
+    store = JobStore(tmp_path / "unused.db", database_url=postgres_url)
+    job = store.claim(queued(store), "w1")
+    assert job is not None
+    with psycopg.connect(postgres_url) as db:
+        rows = db.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'jobs'"
+        ).fetchall()
+    assert set(ADDED_COLUMNS) <= {row[0] for row in rows}
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_concurrent_submissions_never_pass_the_queue_limit(store: JobStore) -> None:
+    limits = SubmissionLimits(max_active=3, per_hour=100)
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def submit() -> None:
+        # A store per thread, as separate API processes have.
+        mine = JobStore(store.path, database_url=_url_of(store))
+        start.wait()
+        try:
+            mine.create(
+                kind="finetune", params={}, upload={}, max_attempts=1, limits=limits
+            )
+            outcomes.append("created")
+        except LimitReached as exc:
+            outcomes.append(exc.kind)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["created"] * 3 + ["queue"] * 5
+    assert store.count_active() == 3
+
+
+def _url_of(store: JobStore) -> str | None:
+    return getattr(store.database, "url", None)

@@ -5,6 +5,7 @@ import gzip
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.jobs.progress import STAGES
 from app.registry import ModelRegistry
 from index.build import IndexConfig
 from tests.app.conftest import running_server, stop_process, wordvec_command
@@ -82,10 +84,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, base_bundle: Path) -> Pat
 
 
 @contextmanager
-def running_worker(data_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `wordvec worker --data-dir DATA_DIR` until the block ends."""
+def running_worker(
+    data_dir: Path, log: Path, env_vars: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `wordvec worker --data-dir DATA_DIR` until the block ends, with
+    JOB_ENV and `env_vars` as its settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORDVEC_")}
     env.update(JOB_ENV)
+    env.update(env_vars or {})
     command = [*wordvec_command(), "worker", "--data-dir", str(data_dir)]
     with open(log, "ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env)
@@ -132,6 +138,24 @@ def wait_for(
 
 def finished(job: dict[str, Any]) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")
+
+
+def follow(
+    api: httpx.Client, job_id: str, timeout: float = 60
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Poll the job until it finishes; return it and every progress seen."""
+    seen: list[dict[str, Any]] = []
+
+    def record(job: dict[str, Any]) -> bool:
+        seen.append(job["progress"])
+        return finished(job)
+
+    return wait_for(api, job_id, record, timeout), seen
+
+
+def is_subsequence(items: list[str], of: tuple[str, ...]) -> bool:
+    rest = iter(of)
+    return all(item in rest for item in items)
 
 
 def served_version(api: httpx.Client) -> str:
@@ -335,6 +359,35 @@ def test_jobs_endpoints_validate_ids(api: httpx.Client) -> None:
     assert api.get("/jobs/" + "0" * 32).status_code == 404
 
 
+def finished_days_ago(data_dir: Path, job_id: str, days: float) -> None:
+    """Move a finished job's end into the past (test only: SQL on jobs.db)."""
+    with sqlite3.connect(data_dir / "jobs.db") as db:
+        db.execute(
+            "UPDATE jobs SET finished_at = ? WHERE id = ?",
+            (time.time() - days * 86_400, job_id),
+        )
+
+
+def test_worker_deletes_uploads_of_jobs_finished_past_the_retention(
+    api: httpx.Client, data_dir: Path, tmp_path: Path
+) -> None:
+    old, recent = (submit(api, upload_text(), activate=False).json() for _ in "ab")
+    for job in (old, recent):
+        assert api.post(f"/jobs/{job['id']}/cancel", headers=AUTH).status_code == 200
+    # The default retention is 7 days.
+    finished_days_ago(data_dir, old["id"], 8)
+    finished_days_ago(data_dir, recent["id"], 6)
+    old_file = data_dir / "uploads" / f"{old['id']}.txt"
+    assert old_file.exists()
+    with running_worker(data_dir, tmp_path / "worker.log"):
+        job = wait_for(api, old["id"], lambda j: j["upload_deleted_at"] is not None)
+    assert not old_file.exists()
+    assert job["status"] == "cancelled" and job["upload"]["bytes"] > 0
+    assert (data_dir / "uploads" / f"{recent['id']}.txt").exists()
+    assert api.get(f"/jobs/{recent['id']}").json()["upload_deleted_at"] is None
+    assert "deleted upload" in (tmp_path / "worker.log").read_text()
+
+
 def test_finetune_teaches_a_new_word_and_switches_the_server(
     api: httpx.Client, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -345,8 +398,19 @@ def test_finetune_teaches_a_new_word_and_switches_the_server(
         job = response.json()
         assert job["status"] == "queued"
         assert response.headers["location"] == f"/jobs/{job['id']}"
-        job = wait_for(api, job["id"], finished)
+        job, seen = follow(api, job["id"])
     assert job["status"] == "succeeded", job["error"]
+    # Progress over the whole job: stages in the documented order, a
+    # fraction that only grows, and an ETA once the stages are planned.
+    stages = [p["stage"] for p in seen if p["stage"] is not None]
+    distinct = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
+    assert is_subsequence(distinct, STAGES), distinct
+    fractions = [p["fraction"] for p in seen]
+    assert fractions == sorted(fractions), fractions
+    planned = STAGES[STAGES.index("counting") :]
+    assert all(p["eta_seconds"] is not None for p in seen if p["stage"] in planned)
+    assert (job["progress"]["stage"], job["progress"]["fraction"]) == ("done", 1)
+    assert job["progress"]["eta_seconds"] == 0
     assert job["base_version"] == "base" and job["activated"] is True
     assert NEW_WORD in job["new_words"]
     assert job["evaluation_before"] is not None and job["evaluation_after"] is not None

@@ -41,6 +41,47 @@ def test_models_index_has_one_shape_with_a_bundle_or_a_data_directory(
     assert published["index"]["built_at"] is not None
 
 
+def test_models_lists_each_version_with_its_whole_manifest(
+    registry: ModelRegistry,
+) -> None:
+    add_version(registry, "v1", activate=True)
+    add_version(registry, "v2")
+    with TestClient(create_app(Settings(data_dir=registry.data_dir))) as listing:
+        models = listing.get("/models").json()["models"]
+        short = listing.get("/models", params={"summary": "true"}).json()["models"]
+        single = {m["version"]: listing.get(f"/models/{m['version']}") for m in models}
+    assert [m["version"] for m in models] == ["v1", "v2"]
+    for model in models:
+        # The manifest GET /models/{version} shows, less its `active` flag.
+        whole = single[model["version"]].json()
+        assert model["active"] is whole.pop("active")
+        assert model["manifest"] == whole
+        assert model["manifest"]["files"]
+    # The short list: the same summaries without the manifests.
+    assert [m["manifest"] for m in short] == [None, None]
+    assert [{**m, "manifest": None} for m in models] == short
+
+
+def test_models_of_a_single_bundle_carry_its_manifest(client: TestClient) -> None:
+    (model,) = client.get("/models").json()["models"]
+    assert model["manifest"] == {
+        k: v
+        for k, v in client.get(f"/models/{MODEL_VERSION}").json().items()
+        if k != "active"
+    }
+    (short,) = client.get("/models?summary=1").json()["models"]
+    assert short["manifest"] is None and short["version"] == MODEL_VERSION
+
+
+def test_models_summary_that_is_not_a_boolean_returns_422_problem(
+    client: TestClient,
+) -> None:
+    response = client.get("/models", params={"summary": "maybe"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "summary"
+
+
 def test_health_is_ready_once_the_model_is_loaded(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200

@@ -2,9 +2,12 @@
 
 import asyncio
 import gzip
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from app.jobs.uploads import (
     UploadTooLarge,
     check_upload,
     receive_upload,
+    remove_expired_uploads,
     remove_orphan_uploads,
     remove_stale_temporaries,
     store_upload,
@@ -195,3 +199,101 @@ def test_cleanup_spares_live_uploads_and_removes_dead_ones(tmp_path: Path) -> No
     assert live.path.exists() and not dead.exists()
     live.discard()
     assert os.listdir(tmp_path) == []
+
+
+DAY = 86_400.0
+
+
+def job_with_upload(store: JobStore, uploads: Path, name: str) -> str:
+    """Create a queued job named `name` x 32 with its upload file; return its id."""
+    job_id = name * 32
+    upload = {"file": f"{job_id}.txt", "bytes": len(TEXT), "sha256": "0" * 64}
+    store.create(
+        kind="finetune", params={}, upload=upload, max_attempts=1, job_id=job_id
+    )
+    (uploads / f"{job_id}.txt").write_bytes(TEXT)
+    return job_id
+
+
+def set_finished_at(store: JobStore, job_id: str, finished_at: float) -> None:
+    # Test only: the store has no call that moves a job's end into the past.
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE jobs SET finished_at = ? WHERE id = ?", (finished_at, job_id)
+        )
+
+
+@pytest.fixture
+def aged_jobs(tmp_path: Path) -> tuple[JobStore, Path, dict[str, str]]:
+    """A job table and uploads/ with one job per case, the finished ones
+    (and, by SQL, the running one) ending 8 days ago unless named recent."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    store = JobStore(tmp_path / "jobs.db")
+    jobs = {
+        case: job_with_upload(store, uploads, c)
+        for case, c in zip(
+            ["succeeded", "failed", "cancelled", "recent", "running", "queued"],
+            "abcdef",
+            strict=True,
+        )
+    }
+    for case in ("succeeded", "failed", "recent", "running"):
+        claimed = store.claim(jobs[case], "test-worker")
+        assert claimed is not None and claimed.lease is not None
+        if case in ("succeeded", "recent"):
+            store.succeed(claimed.id, claimed.lease, "v1", {"activated": False})
+        elif case == "failed":
+            store.fail(claimed.id, claimed.lease, "broken", retry=False)
+    store.cancel(jobs["cancelled"])
+    eight_days_ago = time.time() - 8 * DAY
+    for case in ("succeeded", "failed", "cancelled", "running", "queued"):
+        set_finished_at(store, jobs[case], eight_days_ago)
+    set_finished_at(store, jobs["recent"], time.time() - 6 * DAY)
+    return store, uploads, jobs
+
+
+def test_expired_uploads_of_finished_jobs_are_deleted_and_noted(
+    aged_jobs: tuple[JobStore, Path, dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, uploads, jobs = aged_jobs
+    (uploads / "notes.md").write_bytes(TEXT)
+    with caplog.at_level(logging.INFO, logger="app.jobs.uploads"):
+        removed = remove_expired_uploads(uploads, store, retention_days=7)
+    expired = {jobs[case] for case in ("succeeded", "failed", "cancelled")}
+    assert set(removed) == expired
+    kept = {f"{jobs[case]}.txt" for case in ("recent", "running", "queued")}
+    assert {p.name for p in uploads.iterdir()} == kept | {"notes.md"}
+    for job_id in expired:
+        job = store.get(job_id)
+        assert job.upload["bytes"] == len(TEXT)
+        assert job.result["upload_deleted_at"] > job.finished_at
+        assert f"deleted upload {job_id}.txt of job {job_id}" in caplog.text
+    # What succeeded keeps its result beside the note.
+    assert store.get(jobs["succeeded"]).result["activated"] is False
+    assert "upload_deleted_at" not in store.get(jobs["recent"]).result
+    assert remove_expired_uploads(uploads, store, retention_days=7) == []
+
+
+def test_running_and_queued_jobs_keep_their_uploads_at_any_age(
+    aged_jobs: tuple[JobStore, Path, dict[str, str]],
+) -> None:
+    store, uploads, jobs = aged_jobs
+    later = time.time() + 365 * DAY
+    removed = remove_expired_uploads(uploads, store, retention_days=1, now=later)
+    assert jobs["running"] not in removed and jobs["queued"] not in removed
+    assert {p.name for p in uploads.iterdir()} == {
+        f"{jobs['running']}.txt",
+        f"{jobs['queued']}.txt",
+    }
+
+
+def test_zero_retention_keeps_every_upload(
+    aged_jobs: tuple[JobStore, Path, dict[str, str]],
+) -> None:
+    store, uploads, _ = aged_jobs
+    before = sorted(uploads.iterdir())
+    later = time.time() + 365 * DAY
+    assert remove_expired_uploads(uploads, store, retention_days=0, now=later) == []
+    assert sorted(uploads.iterdir()) == before

@@ -3,7 +3,7 @@ switches the served version (and so rolls back); DELETE removes one."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from app.api.auth import ApiKeyDep
 from app.api.deps import problems
@@ -33,8 +33,17 @@ _MUTATION_ERRORS = problems(
 )
 
 
-def model_public(model: VectorIndex, active: bool) -> ModelPublic:
-    """Return what the API shows of a loaded model: its manifest's summary and index."""
+Summary = Annotated[
+    bool,
+    Query(description="leave out each version's manifest, for a short list"),
+]
+
+
+def model_public(
+    model: VectorIndex, active: bool, with_manifest: bool = False
+) -> ModelPublic:
+    """Return what the API shows of a loaded model: its manifest's summary and
+    index, and with `with_manifest` the whole manifest."""
     manifest: dict[str, Any] = model.manifest
     return ModelPublic(
         version=model.version,
@@ -46,11 +55,13 @@ def model_public(model: VectorIndex, active: bool) -> ModelPublic:
         evaluation=manifest.get("evaluation"),
         active=active,
         base_version=manifest.get("base_version"),
+        manifest=manifest if with_manifest else None,
     )
 
 
-def version_public(info: VersionInfo) -> ModelPublic:
-    """Return what the API shows of a published version, from its files."""
+def version_public(info: VersionInfo, with_manifest: bool = False) -> ModelPublic:
+    """Return what the API shows of a published version, from its files, and
+    with `with_manifest` its whole manifest."""
     manifest = info.manifest
     return ModelPublic(
         version=info.version,
@@ -62,31 +73,36 @@ def version_public(info: VersionInfo) -> ModelPublic:
         evaluation=manifest.get("evaluation"),
         active=info.active,
         base_version=manifest.get("base_version"),
+        manifest={**manifest, "version": info.version} if with_manifest else None,
     )
 
 
-@router.get("/models", response_model=ModelsResponse, responses=problems(503))
-def list_models(request: Request) -> ModelsResponse:
+@router.get("/models", response_model=ModelsResponse, responses=problems(422, 503))
+def list_models(request: Request, summary: Summary = False) -> ModelsResponse:
     """The model versions this server knows and which one is active.
 
     Each entry gives the version, where it came from (`trained`, `imported`
     or `finetuned`, with its `base_version`), its vocabulary size and
     dimensions, its index (kind, recall@10 against exact search and build
-    facts, the same shape in both modes) and its evaluation scores. Without
-    a data directory the list holds the one bundle being served.
+    facts, the same shape in both modes), its evaluation scores and its
+    whole `manifest` (as `GET /models/{version}` shows it); `?summary=true`
+    leaves the manifests out (`null`). Without a data directory the list
+    holds the one bundle being served.
     """
+    with_manifest = not summary
     context = getattr(request.app.state, "jobs", None)
     if context is None:
         holder: ModelHolder = request.app.state.model_holder
         model = holder.current
         return ModelsResponse(
-            active_version=model.version, models=[model_public(model, active=True)]
+            active_version=model.version,
+            models=[model_public(model, active=True, with_manifest=with_manifest)],
         )
     registry = context.registry
     versions = registry.versions()
     return ModelsResponse(
         active_version=registry.active_version(),
-        models=[version_public(info) for info in versions],
+        models=[version_public(info, with_manifest) for info in versions],
     )
 
 
