@@ -166,11 +166,18 @@ class IndexPublic(BaseModel):
 
     kind: str | None = Field(description="flat, hnsw or ivf-pq")
     recall_at_10: float | None = Field(
-        description="recall@10 against exact search, measured by the build"
+        description="recall@10 against exact search, measured by the build: the "
+        "lowest over its samples of query words"
+    )
+    recall_at_10_by_sample: dict[str, float] | None = Field(
+        default=None,
+        description="recall@10 on each sample: frequency_banded (frequent and rare "
+        "words alike) and uniform (every word the same chance, mostly rare ones)",
     )
     recall_floor: float | None = Field(description="the build's recall floor")
     recall_sample_size: int | None = Field(
-        description="query words recall was measured on (0 for flat: exact)"
+        description="query words in each sample recall was measured on (0 for "
+        "flat: exact)"
     )
     factory: str | None = Field(description="FAISS factory string, e.g. HNSW32,Flat")
     params: dict[str, Any] = Field(

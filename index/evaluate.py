@@ -2,7 +2,7 @@
 query words drawn from the vocabulary itself."""
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,17 +17,21 @@ logger = logging.getLogger(__name__)
 RECALL_K = 10
 
 
-def recall_sample(vocab_size: int, size: int, seed: int) -> np.ndarray:
-    """Return sorted int64 word ids to measure recall on: `size` of them, or
-    every id when the vocabulary is smaller.
+def recall_samples(vocab_size: int, size: int, seed: int) -> dict[str, np.ndarray]:
+    """Return the word ids recall is measured on, by sample name: sorted int64
+    arrays of `size` ids each, or one sample of every id when the vocabulary
+    is no larger than `size`.
 
-    One id is drawn (with `seed`) from each of `size` bands of frequency rank
-    whose widths grow geometrically, so the frequent words most queries ask
-    about are sampled as well as the long tail. Narrow bands at the top give
-    repeats; uniformly drawn ids make up the number.
+    "frequency_banded" draws one id (with `seed`) from each of `size` bands of
+    frequency rank whose widths grow geometrically, so the frequent words most
+    queries ask about weigh as much as the long tail; narrow bands at the top
+    give repeats, and uniformly drawn ids make up the number. "uniform" draws
+    every id with the same chance, which is mostly rare words: on 56,158 real
+    300-dimensional vectors HNSW reached 0.964 on the first and 0.933 on the
+    second at one efSearch, so an index must reach the floor on both.
     """
     if vocab_size <= size:
-        return np.arange(vocab_size, dtype=np.int64)
+        return {"all": np.arange(vocab_size, dtype=np.int64)}
     rng = np.random.default_rng(seed)
     edges = np.geomspace(1, vocab_size + 1, num=size + 1)
     low = np.floor(edges[:-1]).astype(np.int64)
@@ -35,7 +39,11 @@ def recall_sample(vocab_size: int, size: int, seed: int) -> np.ndarray:
     chosen = np.unique(np.minimum(rng.integers(low, high), vocab_size) - 1)
     rest = np.setdiff1d(np.arange(vocab_size), chosen)
     extra = rng.choice(rest, size=size - len(chosen), replace=False)
-    return np.sort(np.concatenate([chosen, extra]))
+    uniform = rng.choice(vocab_size, size=size, replace=False)
+    return {
+        "frequency_banded": np.sort(np.concatenate([chosen, extra])),
+        "uniform": np.sort(uniform).astype(np.int64),
+    }
 
 
 def top_k_excluding_self(
@@ -72,25 +80,39 @@ def tune(
     make_searcher: Callable[[int], Searcher],
     ladder: Sequence[int],
     normalised: np.ndarray,
-    sample: np.ndarray,
+    samples: Mapping[str, np.ndarray],
     recall_floor: float,
     setting_name: str,
-) -> tuple[int, float]:
-    """Return (setting, recall@10): the smallest setting on `ladder` whose
-    searcher reaches `recall_floor`, with the recall it reached.
+) -> tuple[int, dict[str, float]]:
+    """Return (setting, recall@10 by sample name): the smallest setting on
+    `ladder` whose searcher reaches `recall_floor` on every sample.
 
     Raises IndexBuildError naming the best recall when no setting reaches it.
     """
-    exact = top_k_excluding_self(FlatSearcher(normalised), normalised, sample, RECALL_K)
+    flat = FlatSearcher(normalised)
+    exact = {
+        name: top_k_excluding_self(flat, normalised, ids, RECALL_K)
+        for name, ids in samples.items()
+    }
     best = 0.0
     for setting in ladder:
         searcher = make_searcher(setting)
-        found = top_k_excluding_self(searcher, normalised, sample, RECALL_K)
-        recall = recall_at_k(found, exact)
-        logger.info("%s=%d: recall@%d %.4f", setting_name, setting, RECALL_K, recall)
-        if recall >= recall_floor:
-            return setting, recall
-        best = max(best, recall)
+        recalls = {
+            name: recall_at_k(
+                top_k_excluding_self(searcher, normalised, ids, RECALL_K), exact[name]
+            )
+            for name, ids in samples.items()
+        }
+        logger.info(
+            "%s=%d: recall@%d %s",
+            setting_name,
+            setting,
+            RECALL_K,
+            ", ".join(f"{name} {value:.4f}" for name, value in recalls.items()),
+        )
+        if min(recalls.values()) >= recall_floor:
+            return setting, recalls
+        best = max(best, min(recalls.values()))
     raise IndexBuildError(
         f"recall@{RECALL_K} reached only {best:.4f} (floor {recall_floor}) with "
         f"{setting_name} up to {ladder[-1]}; use --index flat, allow a larger "

@@ -154,6 +154,7 @@ def index_summary(info: dict[str, Any]) -> dict[str, Any]:
         "kind": info.get("kind"),
         "recall_at_10": 1.0 if exact_at_load else info.get("recall_at_10"),
         "recall_floor": info.get("recall_floor"),
+        "recall_at_10_by_sample": info.get("recall_at_10_by_sample"),
         "recall_sample_size": info.get("recall_sample_size"),
         "factory": info.get("factory"),
         "params": info.get("params") or {},

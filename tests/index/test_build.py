@@ -10,6 +10,7 @@ import pytest
 
 from index.build import IndexConfig, build_index
 from index.errors import IndexBuildError
+from index.evaluate import recall_samples
 from index.kinds import choose_kind
 from index.search import VectorIndex
 from index.store import verify_index
@@ -52,6 +53,10 @@ def test_index_json_records_kind_settings_recall_and_checksum(
     assert info["kind"] == "hnsw"
     assert info["params"]["efSearch"] >= 16
     assert info["recall_at_10"] >= 0.95
+    by_sample = info["recall_at_10_by_sample"]
+    assert set(by_sample) == {"frequency_banded", "uniform"}
+    assert min(by_sample.values()) >= 0.95
+    assert info["recall_at_10"] == min(by_sample.values())
     assert info["recall_sample_size"] == 300
     assert info["vectors_sha256"] == manifest["files"]["vectors.npy"]["sha256"]
     assert info["vocabulary_sha256"] == manifest["files"]["vocabulary.tsv"]["sha256"]
@@ -179,3 +184,16 @@ def test_index_json_lists_every_index_file_and_verify_catches_damage(
     target.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="fails its SHA-256 check"):
         verify_index(bundle_path)
+
+
+def test_recall_is_measured_on_frequent_and_uniformly_drawn_words() -> None:
+    samples = recall_samples(50_000, 1000, seed=3)
+    banded, uniform = samples["frequency_banded"], samples["uniform"]
+    for ids in (banded, uniform):
+        assert len(np.unique(ids)) == 1000
+        assert ids.min() >= 0 and ids.max() < 50_000
+    # The banded sample holds most of the 100 most frequent words; a uniform
+    # draw of 1,000 in 50,000 holds about 2 of them.
+    assert (banded < 100).sum() > 50
+    assert (uniform < 100).sum() < 20
+    assert recall_samples(500, 1000, seed=3).keys() == {"all"}
