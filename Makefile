@@ -16,7 +16,7 @@ PORT ?= 8000
 # carries torch's dependencies too, so it stands in for PyPI on this one line.
 TORCH_INDEX ?=
 
-.PHONY: install run model test lint typecheck pytest bench reliability clean
+.PHONY: install run model test lint typecheck pytest bench bench-serving reliability clean
 
 $(STAMP): pyproject.toml setup.py training/native/word2vec_kernel.cpp
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wordvec needs Python 3.11 or newer")'
@@ -69,6 +69,11 @@ reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_vs_gensim.py
+
+# Issue 3's serving benchmark in one run: in-process search at ~56k x 300 (real)
+# and 1M x 100, then HTTP load and memory (needs wrk); about 10 minutes.
+bench-serving: $(STAMP)
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info training/_native*.so
