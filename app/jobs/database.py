@@ -142,18 +142,10 @@ class SqliteBackend:
         finally:
             db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> AbstractContextManager[Session]:
         # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write
         # (idempotency check, claim) cannot interleave with another writer.
-        with self.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        return _write_transaction(self.connect(), "BEGIN IMMEDIATE")
 
     def create_schema(self) -> None:
         with self.connect() as db:
@@ -225,17 +217,10 @@ class PostgresBackend:
         finally:
             db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self.connect() as db:
-            db.execute("BEGIN")
-            try:
-                db.execute("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Session]:
+        return _write_transaction(
+            self.connect(), "BEGIN", "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE"
+        )
 
     def create_schema(self) -> None:
         # Two processes starting at once would race on CREATE TABLE IF NOT
@@ -251,6 +236,24 @@ class PostgresBackend:
             for index in INDEXES:
                 db.execute(index)
             db.execute("COMMIT")
+
+
+@contextmanager
+def _write_transaction(
+    connection: AbstractContextManager[Session], begin: str, *then: str
+) -> Iterator[Session]:
+    """Run `begin` and the statements `then` that take the write lock, yield
+    the session, and commit, or roll back on any exception."""
+    with connection as db:
+        db.execute(begin)
+        try:
+            for statement in then:
+                db.execute(statement)
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 class DatabaseUnavailable(ConfigError):
