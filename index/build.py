@@ -113,7 +113,9 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
                 normalised, config.precompute_words, config.precompute_k
             )
     info.setdefault("neighbour_lists", None)
-    tables, info["vocabulary_tables"] = _lookup_tables(bundle.vocabulary)
+    tables, info["vocabulary_tables"] = _lookup_tables(
+        bundle.vocabulary, bundle.manifest
+    )
     info.update(
         format_version=INDEX_FORMAT_VERSION,
         kind=kind,
@@ -150,12 +152,16 @@ def build_index(bundle_path: Path | str, config: IndexConfig) -> dict[str, Any]:
 
 
 def _lookup_tables(
-    vocabulary: Vocabulary,
+    vocabulary: Vocabulary, manifest: dict[str, Any]
 ) -> tuple[lookup.LookupTables, dict[str, Any]]:
     started = time.perf_counter()
-    tables = lookup.build_tables(vocabulary.words, vocabulary.counts)
+    tables = lookup.build_bundle_tables(vocabulary.words, vocabulary.counts, manifest)
     seconds = round(time.perf_counter() - started, 3)
-    logger.info("built vocabulary lookup tables in %.1f s", seconds)
+    logger.info(
+        "built vocabulary lookup tables in %.1f s (case-folded table: %s)",
+        seconds,
+        "no" if tables.folded is None else "yes",
+    )
     return tables, lookup.describe_tables(tables) | {"seconds": seconds}
 
 

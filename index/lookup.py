@@ -13,9 +13,9 @@ import logging
 import mmap
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,6 +42,25 @@ _EMPTY_SLOT = -1
 
 
 @dataclass(frozen=True)
+class FoldedTables:
+    """The case-insensitive table of a case-keeping model (V words, F
+    distinct case-folded forms, `str.casefold`).
+
+    - utf8, offsets, slots: the folded forms in byte order, laid out and
+      hashed as `LookupTables` lays out and hashes the words.
+    - starts: int64 (F + 1,); ids: int32 (V,): the ids of the words with
+      folded form j are ids[starts[j]:starts[j + 1]], ascending, so the
+      first is the most frequent.
+    """
+
+    utf8: bytes | mmap.mmap
+    offsets: np.ndarray
+    slots: np.ndarray
+    starts: np.ndarray
+    ids: np.ndarray
+
+
+@dataclass(frozen=True)
 class LookupTables:
     """The arrays behind `WordTable` and `SpellingLookup` (V words).
 
@@ -56,6 +75,8 @@ class LookupTables:
     - spelling_keys: int64 (K,), sorted bucket keys (`_bucket_key`);
       spelling_starts int64 (K + 1,) and spelling_ids int32 (P,) hold the
       ids of bucket j in spelling_ids[starts[j]:starts[j + 1]], ascending.
+    - folded: the `FoldedTables` of a case-keeping model; None for a
+      case-folding one, or an index written before they existed.
     """
 
     utf8: bytes | mmap.mmap
@@ -66,6 +87,7 @@ class LookupTables:
     spelling_keys: np.ndarray
     spelling_starts: np.ndarray
     spelling_ids: np.ndarray
+    folded: FoldedTables | None = None
 
 
 WORDS_FILE = "vocabulary.utf8"
@@ -78,6 +100,13 @@ TABLE_FILES: dict[str, tuple[str, np.dtype]] = {
     "spelling_keys": ("spelling_keys.npy", np.dtype(np.int64)),
     "spelling_starts": ("spelling_starts.npy", np.dtype(np.int64)),
     "spelling_ids": ("spelling_ids.npy", np.dtype(np.int32)),
+}
+FOLDED_WORDS_FILE = "folded_vocabulary.utf8"
+FOLDED_TABLE_FILES: dict[str, tuple[str, np.dtype]] = {
+    "offsets": ("folded_offsets.npy", np.dtype(np.int64)),
+    "slots": ("folded_slots.npy", np.dtype(np.int32)),
+    "starts": ("folded_starts.npy", np.dtype(np.int64)),
+    "ids": ("folded_ids.npy", np.dtype(np.int32)),
 }
 
 
@@ -104,55 +133,97 @@ def build_tables(words: list[str], counts: np.ndarray) -> LookupTables:
     )
 
 
+def build_bundle_tables(
+    words: list[str], counts: np.ndarray, manifest: dict[str, Any]
+) -> LookupTables:
+    """Return the lookup tables of a bundle's vocabulary, with the folded
+    table when the bundle keeps case (`folds_case`)."""
+    tables = build_tables(words, counts)
+    if folds_case(manifest, WordTable(tables)):
+        return tables
+    return replace(tables, folded=build_folded(words))
+
+
+def build_folded(words: list[str]) -> FoldedTables:
+    """Return the table from each case-folded form of `words` (in id order)
+    to the ids of the words that fold to it."""
+    groups: dict[bytes, list[int]] = {}
+    for word_id, word in enumerate(words):
+        groups.setdefault(_fold(word), []).append(word_id)
+    forms = sorted(groups)
+    offsets = np.zeros(len(forms) + 1, dtype=np.int64)
+    np.cumsum([len(form) for form in forms], out=offsets[1:])
+    starts = np.zeros(len(forms) + 1, dtype=np.int64)
+    np.cumsum([len(groups[form]) for form in forms], out=starts[1:])
+    ids = [word_id for form in forms for word_id in groups[form]]
+    return FoldedTables(
+        utf8=b"".join(forms),
+        offsets=offsets,
+        slots=_hash_slots(forms),
+        starts=starts,
+        ids=np.array(ids, dtype=np.int32),
+    )
+
+
 def describe_tables(tables: LookupTables) -> dict[str, int]:
-    """Return the index.json entry of `tables`: their sizes."""
-    return {
+    """Return the index.json entry of `tables`: their sizes (and
+    `folded_words`, the number of folded forms, when they have them)."""
+    sizes = {
         "words": len(tables.offsets) - 1,
         "slots": len(tables.slots),
         "spelling_buckets": len(tables.spelling_keys),
     }
+    if tables.folded is not None:
+        sizes["folded_words"] = len(tables.folded.offsets) - 1
+    return sizes
 
 
 def save_tables(directory: Path, tables: LookupTables) -> None:
     """Write every table into `directory`, fsynced: .npy files and the
     raw UTF-8 of the words."""
-    with open(directory / WORDS_FILE, "wb") as f:
-        f.write(tables.utf8)
-        f.flush()
-        os.fsync(f.fileno())
+    _save_words(directory / WORDS_FILE, tables.utf8)
     for name, (file_name, _) in TABLE_FILES.items():
         save_array(directory / file_name, getattr(tables, name))
+    if tables.folded is not None:
+        _save_words(directory / FOLDED_WORDS_FILE, tables.folded.utf8)
+        for name, (file_name, _) in FOLDED_TABLE_FILES.items():
+            save_array(directory / file_name, getattr(tables.folded, name))
 
 
-def load_tables(directory: Path, vocab_size: int) -> LookupTables:
-    """Return the tables in `directory`, memory-mapped read-only.
+def load_tables(directory: Path, vocab_size: int, folded: bool = False) -> LookupTables:
+    """Return the tables in `directory`, memory-mapped read-only, with the
+    folded table when `folded` (index.json names it).
 
     Raises BundleError when a file is unreadable, of another dtype, or does
     not fit a vocabulary of `vocab_size` words; `wordvec index` rebuilds them.
     """
-    arrays: dict[str, Any] = {"utf8": _map_words(directory / WORDS_FILE)}
-    for name, (file_name, dtype) in TABLE_FILES.items():
-        array = map_array(directory / file_name, np.dtype(dtype), (None,))
-        # Plain ndarray views: indexing a np.memmap wraps every result.
-        arrays[name] = np.asarray(array)
+    arrays = _map_arrays(directory, WORDS_FILE, TABLE_FILES)
+    if folded:
+        folded_arrays = _map_arrays(directory, FOLDED_WORDS_FILE, FOLDED_TABLE_FILES)
+        arrays["folded"] = FoldedTables(**folded_arrays)
     tables = LookupTables(**arrays)
     _check_sizes(directory, tables, vocab_size)
+    if tables.folded is not None:
+        _check_folded_sizes(directory, tables.folded, vocab_size)
     return tables
 
 
-class WordTable:
-    """Word <-> id over `LookupTables`; read-only, so threads may share one."""
+class HashedWords:
+    """Exact string <-> position over UTF-8 strings laid out back to back with
+    their offsets and hash slots (`_hash_slots`); read-only, so threads may
+    share one. `WordTable` is the one over the vocabulary."""
 
-    def __init__(self, tables: LookupTables) -> None:
-        self.tables = tables
+    def __init__(
+        self, utf8: bytes | mmap.mmap, offsets: np.ndarray, slots: np.ndarray
+    ) -> None:
         # A memoryview indexes to Python ints several times faster than
         # numpy does, and slicing bytes or an mmap gives bytes directly:
         # that is the whole hot path (see docs/index.md for the timings).
-        self._utf8 = tables.utf8
-        self._offsets = tables.offsets.data
-        self._slots = tables.slots.data
-        self._mask = len(tables.slots) - 1
-        self._size = len(tables.offsets) - 1
+        self._utf8 = utf8
+        self._offsets = offsets.data
+        self._slots = slots.data
+        self._mask = len(slots) - 1
+        self._size = len(offsets) - 1
 
     def __len__(self) -> int:
         return self._size
@@ -197,10 +268,58 @@ class WordTable:
         return self._utf8[offsets[word_id] : offsets[word_id + 1]]
 
 
+class WordTable(HashedWords):
+    """Word <-> id over `LookupTables`; read-only, so threads may share one."""
+
+    def __init__(self, tables: LookupTables) -> None:
+        super().__init__(tables.utf8, tables.offsets, tables.slots)
+        self.tables = tables
+
+
+class FoldedWords:
+    """Case-insensitive word -> id and prefix search over `FoldedTables`;
+    read-only, so threads may share one."""
+
+    def __init__(self, folded: FoldedTables) -> None:
+        self._forms = HashedWords(folded.utf8, folded.offsets, folded.slots)
+        self._sorted_forms = _StoredOrder(self._forms)
+        self._starts = folded.starts.data
+        self._ids = folded.ids
+
+    def id_of(self, word: str) -> int | None:
+        """Return the id of the most frequent word that `word` folds like, or
+        None when no word does."""
+        form = self._forms.id_of(word.casefold())
+        if form is None:
+            return None
+        return int(self._ids[self._starts[form]])
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[int]:
+        """Return up to `limit` ids of words whose folded form starts with
+        the folded `prefix`, lowest id (most frequent) first."""
+        try:
+            key = prefix.casefold().encode("utf-8")
+        except UnicodeEncodeError:
+            return []
+        # casefold maps each character on its own, so the folded form of a
+        # word starting with the prefix starts with the folded prefix.
+        low, high = _prefix_range(self._sorted_forms, key)
+        starts = self._starts
+        return _lowest(self._ids[starts[low] : starts[high]], limit)
+
+
+class _ByteStrings(Protocol):
+    """A sequence of UTF-8 strings in byte order, as bisect reads it."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, position: int) -> bytes: ...
+
+
 class _SortedWords:
     """The UTF-8 bytes of the words in sorted order, as a sequence for bisect."""
 
-    def __init__(self, table: WordTable, sorted_ids: np.ndarray) -> None:
+    def __init__(self, table: HashedWords, sorted_ids: np.ndarray) -> None:
         self._table = table
         self._sorted_ids = sorted_ids.data
 
@@ -209,6 +328,20 @@ class _SortedWords:
 
     def __getitem__(self, position: int) -> bytes:
         return self._table.word_bytes(self._sorted_ids[position])
+
+
+class _StoredOrder:
+    """Strings stored in byte order (the folded forms), as a sequence for
+    bisect."""
+
+    def __init__(self, strings: HashedWords) -> None:
+        self._strings = strings
+
+    def __len__(self) -> int:
+        return len(self._strings)
+
+    def __getitem__(self, position: int) -> bytes:
+        return self._strings.word_bytes(position)
 
 
 class SpellingLookup:
@@ -231,14 +364,8 @@ class SpellingLookup:
             key = prefix.encode("utf-8")
         except UnicodeEncodeError:
             return []
-        low = bisect.bisect_left(self._sorted_words, key)
-        # UTF-8 never holds the byte 0xff, so every word starting with the
-        # prefix sorts before prefix + 0xff and every other word after it.
-        high = bisect.bisect_left(self._sorted_words, key + b"\xff", lo=low)
-        ids = self._sorted_ids[low:high]
-        if len(ids) > limit:
-            ids = np.partition(ids, limit - 1)[:limit]
-        return sorted(ids.tolist())
+        low, high = _prefix_range(self._sorted_words, key)
+        return _lowest(self._sorted_ids[low:high], limit)
 
     def suggestions(self, word: str, limit: int = 5) -> list[str]:
         """Return up to `limit` vocabulary words spelt most like `word`, best first."""
@@ -267,14 +394,23 @@ class QueryWords:
     with. Read-only, so threads may share one.
 
     A case-folding model looks up the folded word only. A case-keeping one
-    tries the word as given, then lower-case, capitalised and upper-case
-    (`case_variants`), so "sydney" finds "Sydney" and "The" finds "the".
+    looks up the word as given, then its case-folded form in `folded`, which
+    answers for the most frequent word of that form: "mcdonald" finds
+    "McDonald". Without `folded` (an index written before it existed) it
+    tries the lower-case, capitalised and upper-case forms (`case_variants`).
     """
 
-    def __init__(self, table: WordTable, spelling: SpellingLookup, folds: bool) -> None:
+    def __init__(
+        self,
+        table: WordTable,
+        spelling: SpellingLookup,
+        folds: bool,
+        folded: FoldedWords | None = None,
+    ) -> None:
         self.folds_case = folds
         self._table = table
         self._spelling = spelling
+        self._folded = None if folds else folded
 
     def key(self, word: str) -> str:
         """Return `word` normalised as the vocabulary's words were."""
@@ -286,9 +422,11 @@ class QueryWords:
         word_id = self._table.id_of(key)
         if word_id is not None or self.folds_case:
             return key, word_id
-        # TODO: four spellings miss mixed-case words ("mcdonald" never finds
-        # "McDonald"). A second hash table keyed by the folded word, written
-        # by `wordvec index`, would find a word in any case with one probe.
+        if self._folded is not None:
+            word_id = self._folded.id_of(key)
+            if word_id is None:
+                return key, None
+            return self._table.word(word_id), word_id
         for variant in case_variants(key)[1:]:
             word_id = self._table.id_of(variant)
             if word_id is not None:
@@ -302,8 +440,10 @@ class QueryWords:
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[int]:
         """Return up to `limit` ids of words starting with `prefix` (in any
-        of its case variants for a case-keeping model), most frequent first."""
+        case for a case-keeping model), most frequent first."""
         key = self.key(prefix)
+        if self._folded is not None:
+            return self._folded.ids_with_prefix(key, limit)
         variants = (key,) if self.folds_case else case_variants(key)
         ids = {i for v in variants for i in self._spelling.ids_with_prefix(v, limit)}
         return sorted(ids)[:limit]
@@ -321,7 +461,8 @@ class QueryWords:
 
 def case_variants(word: str) -> tuple[str, ...]:
     """Return `word`, then its lower-case, capitalised and upper-case forms,
-    without repeats: the spellings a case-keeping model is searched for."""
+    without repeats: the spellings a case-keeping model is searched for
+    when its index has no folded table."""
     capitalised = word[:1].upper() + word[1:].lower()
     return tuple(dict.fromkeys((word, word.lower(), capitalised, word.upper())))
 
@@ -340,6 +481,29 @@ def folds_case(manifest: dict[str, Any], table: WordTable) -> bool:
     # One decode of every word's bytes: about 10 MB at a million words.
     text = bytes(table.tables.utf8).decode("utf-8")
     return text.lower() == text
+
+
+def _fold(word: str) -> bytes:
+    # casefold, not lower: it is Unicode's form for caseless matching ("ß"
+    # and "SS" meet as "ss", final and other sigmas meet) and maps each
+    # character on its own, which prefix search over folded forms needs.
+    return word.casefold().encode("utf-8")
+
+
+def _prefix_range(sorted_words: _ByteStrings, key: bytes) -> tuple[int, int]:
+    """Return the positions [low, high) of the words starting with `key`."""
+    low = bisect.bisect_left(sorted_words, key)
+    # UTF-8 never holds the byte 0xff, so every word starting with the
+    # prefix sorts before prefix + 0xff and every other word after it.
+    high = bisect.bisect_left(sorted_words, key + b"\xff", lo=low)
+    return low, high
+
+
+def _lowest(ids: np.ndarray, limit: int) -> list[int]:
+    """Return the `limit` lowest of `ids` (the most frequent words), sorted."""
+    if len(ids) > limit:
+        ids = np.partition(ids, limit - 1)[:limit]
+    return sorted(ids.tolist())
 
 
 def _hash_slots(encoded: list[bytes]) -> np.ndarray:
@@ -421,6 +585,43 @@ def _check_sizes(directory: Path, tables: LookupTables, vocab_size: int) -> None
             f"{directory / WORDS_FILE} does not match its offsets; "
             "rebuild it with `wordvec index`"
         )
+
+
+def _check_folded_sizes(directory: Path, folded: FoldedTables, vocab_size: int) -> None:
+    forms = len(folded.offsets) - 1
+    slots = len(folded.slots)
+    fits = (
+        forms >= 0
+        and len(folded.starts) == forms + 1
+        and len(folded.ids) == vocab_size
+        and int(folded.starts[-1]) == vocab_size
+        and int(folded.offsets[-1]) == len(folded.utf8)
+        and slots >= 2 * forms
+        and not slots & (slots - 1)
+    )
+    if not fits:
+        raise BundleError(
+            f"the folded vocabulary table in {directory} does not fit its "
+            f"{vocab_size} words; rebuild it with `wordvec index`"
+        )
+
+
+def _save_words(path: Path, utf8: bytes | mmap.mmap) -> None:
+    with open(path, "wb") as f:
+        f.write(utf8)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _map_arrays(
+    directory: Path, words_file: str, files: dict[str, tuple[str, np.dtype]]
+) -> dict[str, Any]:
+    arrays: dict[str, Any] = {"utf8": _map_words(directory / words_file)}
+    for name, (file_name, dtype) in files.items():
+        array = map_array(directory / file_name, np.dtype(dtype), (None,))
+        # Plain ndarray views: indexing a np.memmap wraps every result.
+        arrays[name] = np.asarray(array)
+    return arrays
 
 
 def _map_words(path: Path) -> bytes | mmap.mmap:

@@ -17,7 +17,13 @@ import numpy as np
 
 from index import lookup, neighbour_lists
 from index.errors import QueryError, WordNotFound
-from index.lookup import LookupTables, QueryWords, SpellingLookup, WordTable
+from index.lookup import (
+    FoldedWords,
+    LookupTables,
+    QueryWords,
+    SpellingLookup,
+    WordTable,
+)
 from index.neighbour_lists import NeighbourLists
 from index.results import Neighbour, check_k, clipped, top_ids, unit
 from index.searchers import FlatSearcher, Searcher
@@ -74,8 +80,12 @@ class VectorIndex:
         self._subwords = subwords
         self._lists = lists
         self._spelling = SpellingLookup(self._table)
+        folded = None if tables.folded is None else FoldedWords(tables.folded)
         self._words = QueryWords(
-            self._table, self._spelling, lookup.folds_case(manifest, self._table)
+            self._table,
+            self._spelling,
+            lookup.folds_case(manifest, self._table),
+            folded,
         )
         self._cached_neighbours = functools.lru_cache(maxsize=NEIGHBOUR_CACHE_SIZE)(
             self._neighbours_of_id
@@ -123,8 +133,8 @@ class VectorIndex:
     def resolve(self, word: str) -> str:
         """Return the spelling `word` is answered for: stripped, apostrophes
         unified and, for a case-folding model, lower-cased; for a
-        case-keeping model, the first of `word`, its lower-case, capitalised
-        and upper-case forms that the vocabulary holds (else `word`)."""
+        case-keeping model, `word` if the vocabulary holds it, else the most
+        frequent word spelt like it in another case (else `word`)."""
         return self._words.resolve(word)
 
     def has_word(self, word: str) -> bool:
@@ -370,7 +380,8 @@ def _load_mapped(path: Path, info: dict[str, Any]) -> _Loaded:
             f"{path / VOCABULARY}; rebuild it with `wordvec index {path}`"
         )
     directory = path / INDEX_DIR
-    tables = lookup.load_tables(directory, normalised.shape[0])
+    folded = "folded_words" in info["vocabulary_tables"]
+    tables = lookup.load_tables(directory, normalised.shape[0], folded)
     if lookup.describe_tables(tables).items() - info["vocabulary_tables"].items():
         raise BundleError(
             f"the lookup tables in {directory} do not match its {INDEX_INFO}; "
@@ -405,5 +416,7 @@ def _load_building_tables(path: Path, has_index: bool) -> _Loaded:
         searcher = FlatSearcher(normalised)
         info = {"kind": "flat", "built_at_load": True}
     vocabulary = bundle.vocabulary
-    tables = lookup.build_tables(vocabulary.words, vocabulary.counts)
+    tables = lookup.build_bundle_tables(
+        vocabulary.words, vocabulary.counts, bundle.manifest
+    )
     return bundle.manifest, info, normalised, searcher, tables

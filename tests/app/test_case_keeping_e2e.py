@@ -10,9 +10,15 @@ import pytest
 from index.formats import write_word2vec
 from tests.app.conftest import run_wordvec, running_server, structured_vectors
 
-# The structured test words, some renamed into capitals; "paris" and "Paris"
-# are two different words.
-RENAMED = {"king": "King", "queen": "Queen", "london": "LONDON", "bread": "Paris"}
+# The structured test words, some renamed into capitals or mixed case;
+# "paris" and "Paris" are two different words, "Paris" the more frequent.
+RENAMED = {
+    "king": "King",
+    "queen": "Queen",
+    "london": "LONDON",
+    "bread": "Paris",
+    "cheese": "McCheese",
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +51,10 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         ("london", "LONDON"),
         ("Paris", "Paris"),
         ("paris", "paris"),
-        ("PARIS", "paris"),
+        ("PARIS", "Paris"),
         ("The", "the"),
+        ("mccheese", "McCheese"),
+        ("MCCHEESE", "McCheese"),
     ],
 )
 def test_similar_finds_a_word_as_given_then_in_other_cases(
@@ -76,6 +84,8 @@ def test_vocabulary_prefix_matches_words_in_any_case(http: httpx.Client) -> None
     assert [w["word"] for w in body["words"]] == ["LONDON"]
     body = http.get("/vocabulary", params={"prefix": "pa"}).json()
     assert {w["word"] for w in body["words"]} == {"Paris", "paris"}
+    body = http.get("/vocabulary", params={"prefix": "mcc"}).json()
+    assert [w["word"] for w in body["words"]] == ["McCheese"]
 
 
 def test_pairs_analogies_and_texts_find_words_in_other_cases(

@@ -2,6 +2,7 @@
 a case-keeping one (an import without --lowercase, a --keep-case training)
 finds them as given or in another case."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,30 @@ import numpy as np
 import pytest
 
 from index.build import IndexConfig, build_index
+from index.lookup import FOLDED_TABLE_FILES, FOLDED_WORDS_FILE
 from index.search import VectorIndex, WordNotFound
 from tests.index.conftest import DIM, clustered_vectors
 from training.bundle import write_bundle
+from training.errors import BundleError
 from training.vocabulary import Vocabulary
 
-# "Paris" and "paris" are two words; the rest exist in one case only.
-CASED_WORDS = ["the", "Paris", "paris", "Sydney", "NASA", "Melbourne", "Sydney's"]
+# "Paris" and "paris", "Apple" and "apple" are two words each (the capitalised
+# one more frequent); the rest exist in one case only, some in mixed case.
+CASED_WORDS = [
+    "the",
+    "Paris",
+    "paris",
+    "Sydney",
+    "NASA",
+    "Melbourne",
+    "Sydney's",
+    "Apple",
+    "McDonald",
+    "iPhone",
+    "apple",
+    "Straße",
+]
+FOLDED_FILES = [FOLDED_WORDS_FILE, *(name for name, _ in FOLDED_TABLE_FILES.values())]
 NUM_FILLER_WORDS = 400
 IMPORTED = {"imported_from": {"format": "word2vec-text", "lowercase": False}}
 
@@ -75,11 +93,20 @@ def test_a_bundle_recording_no_rule_with_lower_case_words_folds_case(
     [
         ("Paris", "Paris"),
         ("paris", "paris"),
-        ("PARIS", "paris"),
+        ("PARIS", "Paris"),
         (" sydney ", "Sydney"),
         ("nasa", "NASA"),
         ("The", "the"),
         ("sydney’s", "Sydney's"),
+        ("mcdonald", "McDonald"),
+        ("MCDONALD", "McDonald"),
+        ("mcDonald", "McDonald"),
+        ("iphone", "iPhone"),
+        ("IPHONE", "iPhone"),
+        ("apple", "apple"),
+        ("Apple", "Apple"),
+        ("aPPLE", "Apple"),
+        ("STRASSE", "Straße"),
     ],
 )
 def test_a_case_keeping_model_finds_the_word_as_given_then_in_other_cases(
@@ -137,6 +164,9 @@ def test_prefixes_of_a_case_keeping_model_match_every_case_variant(
         "paris",
     }
     assert [w for w, _ in cased_index.vocabulary_prefix("Mel", 10)] == ["Melbourne"]
+    assert [w for w, _ in cased_index.vocabulary_prefix("mcd", 10)] == ["McDonald"]
+    assert [w for w, _ in cased_index.vocabulary_prefix("IPH", 10)] == ["iPhone"]
+    assert [w for w, _ in cased_index.vocabulary_prefix("aPp", 1)] == ["Apple"]
 
 
 def test_embed_of_a_case_keeping_model_keeps_case_and_finds_other_cases(
@@ -166,3 +196,60 @@ def test_precomputed_lists_answer_a_word_in_any_case(
         exact = cased_index.listed("Sydney", 5)
         assert listed is not None and exact is not None
         assert listed[0] == exact[0] and "Sydney" not in listed[0]
+
+
+def test_only_a_case_keeping_index_has_the_folded_table_listed_and_checksummed(
+    cased_index: VectorIndex, bundle_path: Path
+) -> None:
+    assert (
+        cased_index.index_info["vocabulary_tables"]["folded_words"]
+        == len({w.casefold() for w in CASED_WORDS}) + NUM_FILLER_WORDS
+    )
+    assert set(FOLDED_FILES) <= set(cased_index.index_info["files"])
+    build_index(bundle_path, IndexConfig(kind="flat", threads=1))
+    info = json.loads((bundle_path / "index" / "index.json").read_text())
+    assert "folded_words" not in info["vocabulary_tables"]
+    assert not set(FOLDED_FILES) & set(info["files"])
+    assert not any((bundle_path / "index" / name).exists() for name in FOLDED_FILES)
+
+
+def test_a_case_keeping_bundle_without_an_index_folds_at_load(tmp_path: Path) -> None:
+    index = VectorIndex.load(write_cased_bundle(tmp_path / "bundle", IMPORTED))
+    assert index.resolve("mcdonald") == "McDonald"
+    assert index.resolve("apple") == "apple"
+
+
+def test_an_index_without_the_folded_table_tries_four_spellings(
+    tmp_path: Path,
+) -> None:
+    # The layout `wordvec index` wrote before the folded table existed.
+    path = write_cased_bundle(tmp_path / "bundle", IMPORTED)
+    build_index(path, IndexConfig(kind="flat", threads=1))
+    directory = path / "index"
+    info = json.loads((directory / "index.json").read_text())
+    del info["vocabulary_tables"]["folded_words"]
+    for name in FOLDED_FILES:
+        del info["files"][name]
+        (directory / name).unlink()
+    (directory / "index.json").write_text(json.dumps(info))
+    index = VectorIndex.load(path)
+    assert [index.resolve(q) for q in ["Apple", "apple", "PARIS", "sydney"]] == [
+        "Apple",
+        "apple",
+        "paris",
+        "Sydney",
+    ]
+    with pytest.raises(WordNotFound):
+        index.neighbours("mcdonald", 3)
+    assert [w for w, _ in index.vocabulary_prefix("mcd", 10)] == []
+    assert [w for w, _ in index.vocabulary_prefix("McD", 10)] == ["McDonald"]
+
+
+def test_an_index_naming_a_missing_folded_table_fails_to_load(
+    tmp_path: Path,
+) -> None:
+    path = write_cased_bundle(tmp_path / "bundle", IMPORTED)
+    build_index(path, IndexConfig(kind="flat", threads=1))
+    (path / "index" / "folded_slots.npy").unlink()
+    with pytest.raises(BundleError, match="wordvec index"):
+        VectorIndex.load(path)

@@ -5,6 +5,7 @@ BUNDLE/index/, and old or damaged indexes are handled."""
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from index.build import IndexConfig, build_index
 from index.lookup import (
     TABLE_FILES,
     WORDS_FILE,
+    FoldedWords,
     SpellingLookup,
     WordTable,
+    build_folded,
     build_tables,
     load_tables,
     save_tables,
@@ -99,6 +102,30 @@ def test_a_large_vocabulary_round_trips_through_the_hash_table(
     table = WordTable(load_tables(tmp_path, len(words)))
     assert all(table.id_of(word) == i for i, word in enumerate(words))
     assert table.id_of("notawordatall") is None
+
+
+@pytest.mark.parametrize("source", ["memory", "mapped"])
+def test_the_folded_table_finds_the_most_frequent_word_of_each_folded_form(
+    tmp_path: Path, source: str
+) -> None:
+    words = [*WORDS, "The", "THE", "Straße", "STRASSE", "ΟΔΟΣ", "οδος", "McDonald"]
+    tables = replace(
+        build_tables(words, np.ones(len(words))), folded=build_folded(words)
+    )
+    if source == "mapped":
+        save_tables(tmp_path, tables)
+        tables = load_tables(tmp_path, len(words), folded=True)
+    assert tables.folded is not None
+    folded = FoldedWords(tables.folded)
+    queries = [*words, "mcdonald", "strasse", "THÉÂTRE", "odos", "", "\ud800"]
+    for query in queries + [q.upper() for q in queries]:
+        same = [i for i, w in enumerate(words) if w.casefold() == query.casefold()]
+        assert folded.id_of(query) == (same[0] if same else None)
+    for prefix in ["", "t", "TH", "thé", "STRAS", "οδ", "mcd", "q"]:
+        key = prefix.casefold()
+        expected = [i for i, w in enumerate(words) if w.casefold().startswith(key)]
+        assert folded.ids_with_prefix(prefix, 100) == expected
+        assert folded.ids_with_prefix(prefix, 2) == expected[:2]
 
 
 def test_the_server_reads_no_vocabulary_file_when_the_index_has_tables(
