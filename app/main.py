@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.auth import redact_access_log
+from app.api.deps import set_query_threads
 from app.api.openapi import install_problem_openapi
 from app.api.routes import (
     analogy,
@@ -107,6 +108,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
     configure_logging(settings.log_level)
     redact_access_log()
+    set_query_threads(settings.query_threads)
     app.state.settings = settings
     holder: ModelHolder = app.state.model_holder
     holder.on_swap(metrics.record_model)

@@ -2,9 +2,12 @@
 a request runs on, the server's limits and query-word normalisation (which
 follows the model: case-folding or case-keeping)."""
 
-from collections.abc import Sized
-from typing import Annotated, Any
+import functools
+from collections.abc import Awaitable, Callable, Sized
+from typing import Annotated, Any, ParamSpec, TypeVar
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
@@ -37,6 +40,52 @@ def problems(
         status: {"model": ProblemDetails, "description": texts[status]}
         for status in (*statuses, *(described or {}))
     }
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Query handlers run on a small pool of their own rather than FastAPI's
+# default one (40 threads). They are CPU work in Python around GIL-free FAISS
+# calls, so extra threads add no throughput on a worker process; they only
+# queue for the GIL with the event loop, and under a flood of heavy batches
+# even the load shedder's instant 503 waited its turn for hundreds of
+# milliseconds (RELIABILITY.md, "overload"). Other handlers (jobs, uploads,
+# model listing) keep the default pool, so a slow fsync cannot hold queries.
+_query_threads = 1
+_query_limiter: anyio.CapacityLimiter | None = None
+
+
+def set_query_threads(threads: int) -> None:
+    """Size the query pool of this process (WORDVEC_QUERY_THREADS)."""
+    global _query_threads, _query_limiter
+    _query_threads, _query_limiter = threads, None
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    # Made on first use, inside the running event loop.
+    global _query_limiter
+    if _query_limiter is None:
+        _query_limiter = anyio.CapacityLimiter(_query_threads)
+    return _query_limiter
+
+
+async def run_query(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `fn` on the query pool and return its result."""
+    return await anyio.to_thread.run_sync(
+        functools.partial(fn, *args, **kwargs), limiter=_limiter()
+    )
+
+
+def query_handler(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Make a plain query handler run on the query pool. FastAPI sees the
+    handler's own signature (dependencies and all) through the wrapper."""
+
+    @functools.wraps(fn)
+    async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await run_query(fn, *args, **kwargs)
+
+    return handler
 
 
 async def get_model(request: Request) -> VectorIndex:

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         ge=1,
         description="requests one worker process answers at once; past it, 503",
     )
+    query_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="threads per worker process that run query handlers (search "
+        "and result building); more workers, not more threads, use more cores",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="origins allowed to call the API from a browser (CORS); "

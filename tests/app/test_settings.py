@@ -118,3 +118,23 @@ def test_serve_refuses_a_bundle_dir_that_dot_env_would_override(
     result = wordvec_serve(str(bundle_path), env_vars={}, cwd=tmp_path)
     line = assert_one_error_line(result)
     assert "WORDVEC_DATA_DIR" in line and ".env" in line
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_query_threads_size_the_pool_query_handlers_run_on(
+    settings: Settings, threads: int
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.api import deps
+    from app.core.config import get_settings
+    from app.main import create_app
+
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings.model_copy(
+        update={"query_threads": threads}
+    )
+    with TestClient(app) as client:
+        response = client.post("/similar", json={"words": ["king"], "k": 2})
+        assert response.status_code == 200, response.text
+        assert deps._limiter().total_tokens == threads

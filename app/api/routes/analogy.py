@@ -4,7 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import ModelDep, SettingsDep, check_k, problems, query_word, respond
+from app.api.deps import (
+    ModelDep,
+    SettingsDep,
+    check_k,
+    problems,
+    query_handler,
+    query_word,
+    respond,
+)
 from app.api.routes.similar import KParam, inferred_words, neighbour_list
 from app.schemas import AnalogyMethod, AnalogyResponse
 
@@ -16,6 +24,7 @@ AnalogyWord = Annotated[str, Query(min_length=1)]
 @router.get(
     "/analogy", response_model=AnalogyResponse, responses=problems(404, 422, 503)
 )
+@query_handler
 def analogy(
     a: AnalogyWord,
     b: AnalogyWord,

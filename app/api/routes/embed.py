@@ -7,6 +7,7 @@ from app.api.deps import (
     SettingsDep,
     check_batch,
     problems,
+    query_handler,
     respond,
     unit_vector_list,
 )
@@ -17,6 +18,7 @@ router = APIRouter(tags=["queries"])
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=problems(413, 422, 503))
+@query_handler
 def embed(request: EmbedRequest, model: ModelDep, settings: SettingsDep) -> Response:
     """A unit vector for each text, with the words it was built from.
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_json
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
     ModelDep,
@@ -18,9 +17,11 @@ from app.api.deps import (
     get_model,
     get_request_settings,
     problems,
+    query_handler,
     query_word,
     query_words,
     respond,
+    run_query,
 )
 from app.schemas import (
     MostSimilarResponse,
@@ -108,10 +109,10 @@ async def similar(request: Request) -> Response:
     # A precomputed list is a slice of a memory-mapped file (a few us), so it
     # is answered here on the event loop: the threadpool round trip cost more
     # than the lookup itself. A real search (0.1-20 ms) or an unknown word's
-    # spelling suggestions (ms) would stall the loop, so they go to the pool.
+    # spelling suggestions (ms) would stall the loop, so they go to the query pool.
     listed = model.listed(word, k)
     if listed is None:
-        return await run_in_threadpool(_searched_similar, model, word, k)
+        return await run_query(_searched_similar, model, word, k)
     words, scores = listed
     # numpy's rounding matched round(x, 6) on 714,300 stored scores and
     # costs 2 us for 100 of them instead of 60.
@@ -176,6 +177,7 @@ def neighbours_json(
     response_model=SimilarBatchResponse | MostSimilarResponse,
     responses=problems(404, 413, 422, 503),
 )
+@query_handler
 def similar_batch(
     query: SimilarQuery, model: ModelDep, settings: SettingsDep
 ) -> Response:

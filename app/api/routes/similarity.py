@@ -9,6 +9,7 @@ from app.api.deps import (
     SettingsDep,
     check_batch,
     problems,
+    query_handler,
     query_word,
     respond,
 )
@@ -40,6 +41,7 @@ def pair_similarity(
 @router.get(
     "/similarity", response_model=SimilarityResponse, responses=problems(404, 422, 503)
 )
+@query_handler
 def similarity(
     a: PairWord, b: PairWord, model: ModelDep, settings: SettingsDep
 ) -> Response:
@@ -52,6 +54,7 @@ def similarity(
     response_model=SimilarityBatchResponse,
     responses=problems(404, 413, 422, 503),
 )
+@query_handler
 def similarity_batch(
     query: SimilarityQuery, model: ModelDep, settings: SettingsDep
 ) -> Response:

@@ -9,6 +9,7 @@ from app.api.deps import (
     SettingsDep,
     check_k,
     problems,
+    query_handler,
     query_word,
     respond,
     unit_vector_list,
@@ -22,6 +23,7 @@ router = APIRouter(tags=["vocabulary"])
 @router.get(
     "/vectors/{word}", response_model=VectorResponse, responses=problems(404, 422, 503)
 )
+@query_handler
 def vector(
     word: Annotated[str, Path(min_length=1)], model: ModelDep, settings: SettingsDep
 ) -> Response:
@@ -42,6 +44,7 @@ def vector(
 @router.get(
     "/vocabulary", response_model=VocabularyResponse, responses=problems(422, 503)
 )
+@query_handler
 def vocabulary(
     model: ModelDep,
     settings: SettingsDep,
