@@ -266,11 +266,27 @@ def available_memory() -> int | None:
         limit = (CGROUP_MEMORY / "memory.max").read_text().strip()
         if limit != "max":
             used = int((CGROUP_MEMORY / "memory.current").read_text())
+            # memory.current counts the page cache, which the kernel gives
+            # back under pressure (encoding the corpus has just filled it);
+            # its inactive part is as good as free.
+            used -= _cgroup_inactive_file()
             left = max(int(limit) - used, 0)
             available = left if available is None else min(available, left)
     except (OSError, ValueError):
         pass
     return available
+
+
+def _cgroup_inactive_file() -> int:
+    """Return the cgroup's reclaimable page cache in bytes (0 if unknown)."""
+    try:
+        for line in (CGROUP_MEMORY / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "inactive_file":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _gib(size: int) -> str:

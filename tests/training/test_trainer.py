@@ -122,3 +122,24 @@ def test_chunks_end_at_sentence_ends_and_cover_every_id(tmp_path: Path) -> None:
     chunks = list(iter_chunks(path, 1000))
     assert all(c[-1] == -1 for c in chunks)
     np.testing.assert_array_equal(np.concatenate(chunks), ids)
+
+
+def test_available_memory_counts_a_cgroups_inactive_page_cache_as_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import trainer
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{1 << 30}\n")
+    (cgroup / "memory.current").write_text(f"{900 << 20}\n")
+    monkeypatch.setattr(trainer, "MEMINFO", meminfo)
+    monkeypatch.setattr(trainer, "CGROUP_MEMORY", cgroup)
+    assert trainer.available_memory() == (1 << 30) - (900 << 20)
+    (cgroup / "memory.stat").write_text(
+        f"anon {300 << 20}\nfile {600 << 20}\ninactive_file {500 << 20}\n"
+    )
+    # 900 MiB charged, 500 MiB of it reclaimable cache: 624 MiB left of 1 GiB.
+    assert trainer.available_memory() == (1 << 30) - (400 << 20)
