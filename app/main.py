@@ -34,8 +34,8 @@ from app.core.errors import register_error_handlers
 from app.core.middleware import ServiceMiddleware
 from app.core.overload import LoadShedding
 from app.jobs.queue import make_queue
+from app.jobs.store import open_job_store
 from app.jobs.uploads import remove_orphan_uploads, remove_stale_temporaries
-from app.jobs.worker import job_store
 from app.model_holder import ModelHolder
 from app.model_watcher import watch_active_version
 from app.registry import ModelRegistry
@@ -117,7 +117,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings.data_dir)
         remove_stale_temporaries(registry.uploads_dir)
         app.state.jobs = jobs.JobsContext(
-            store=job_store(settings.data_dir, settings.database_url),
+            store=open_job_store(settings.data_dir, settings.database_url),
             registry=registry,
             queue=make_queue(settings.data_dir, settings.queue_url),
         )

@@ -373,7 +373,9 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        # Held for a rename or two, never across a check or a load.
+        # Held for a rename or two, never across a check or a load; but
+        # activate() with a fence also holds it while the fence waits for the
+        # job table's write lock (up to the job table's lock wait, 30 s).
         fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -40,8 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.jobs.store import JobStore
-from app.jobs.worker import job_store
+from app.jobs.store import JobStore, open_job_store
 from app.registry import ModelRegistry
 from index.build import IndexConfig
 from tests.app.conftest import free_port, stop_process, wordvec_command
@@ -158,7 +157,7 @@ class Lab:
 
     @property
     def store(self) -> JobStore:
-        return job_store(self.data_dir)
+        return open_job_store(self.data_dir)
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORDVEC_")}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from training.errors import ConfigError
+from training.errors import ConfigError, WordvecError
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,14 @@ _COLUMNS = """
     attempt_started_at {real}"""
 # Columns added after the first release, for tables created before them.
 ADDED_COLUMNS = {"submitter": "TEXT", "attempt_started_at": "{real}"}
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at)",
-    "CREATE INDEX IF NOT EXISTS jobs_submitter ON jobs (submitter, created_at)",
-)
+# The table's indexes by name, each with the statement that creates it.
+INDEXES = {
+    name: f"CREATE INDEX IF NOT EXISTS {name} ON jobs ({columns})"
+    for name, columns in [
+        ("jobs_status", "status, created_at"),
+        ("jobs_submitter", "submitter, created_at"),
+    ]
+}
 
 
 def table_ddl(real: str) -> str:
@@ -121,24 +125,33 @@ class SqliteBackend:
 
     Each call opens its own connection: they are cheap and must not cross
     threads. WAL lets readers run while a writer commits, and synchronous=FULL
-    makes a commit survive power loss.
+    makes a commit survive power loss. A write waits up to `lock_wait`
+    seconds for the write lock.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock_wait = lock_wait
 
     def describe(self) -> str:
         return str(self.path)
 
     @contextmanager
     def connect(self) -> Iterator[Session]:
-        db = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=self.lock_wait, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA synchronous=FULL")
-            db.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
+            db.execute(f"PRAGMA busy_timeout={round(self.lock_wait * 1000)}")
             yield Session(db, "?")
+        except sqlite3.OperationalError as exc:
+            # SQLITE_BUSY after the busy timeout: the same passing condition
+            # as PostgreSQL's lock timeout (a 503, a retried attempt).
+            primary = exc.sqlite_errorcode & 0xFF  # the extended code's base
+            if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise _busy_sqlite(self.describe(), self.lock_wait) from exc
+            raise
         finally:
             db.close()
 
@@ -156,7 +169,7 @@ class SqliteBackend:
                 if column not in present:
                     kind = kind.format(real="REAL")
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
-            for index in INDEXES:
+            for index in INDEXES.values():
                 db.execute(index)
 
 
@@ -167,10 +180,11 @@ class PostgresBackend:
     mode conflicts with itself and with every INSERT, UPDATE and DELETE,
     but not with SELECT, so it is SQLite's BEGIN IMMEDIATE again (one writer
     at a time, readers go on). Row locks (SELECT ... FOR UPDATE) would not
-    do: create()'s limit checks count rows that do not exist yet.
+    do: create()'s limit checks count rows that do not exist yet. A
+    statement waits up to `lock_wait` seconds for a lock (lock_timeout).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         try:
             import psycopg  # noqa: F401
         except ImportError as exc:
@@ -180,6 +194,7 @@ class PostgresBackend:
                 "(pip install 'wordvec[postgres]')"
             ) from exc
         self.url = url
+        self.lock_wait = lock_wait
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -203,17 +218,19 @@ class PostgresBackend:
                 keepalives_idle=10,
                 keepalives_interval=5,
                 keepalives_count=3,
-                options=f"-c lock_timeout={LOCK_WAIT_SECONDS}s"
+                options=f"-c lock_timeout={round(self.lock_wait * 1000)}ms"
                 " -c idle_in_transaction_session_timeout="
                 f"{IDLE_IN_TRANSACTION_SECONDS}s",
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(self.describe(), exc) from exc
+            raise _unreachable(self.describe(), exc) from exc
         try:
             yield Session(db, "%s")
+        except psycopg.errors.LockNotAvailable as exc:
+            raise _busy(self.describe(), self.lock_wait) from exc
         except psycopg.OperationalError as exc:
-            # The server went away, or the write lock did not come in time.
-            raise DatabaseUnavailable(self.describe(), exc) from exc
+            # The server went away, or ended the session.
+            raise _unreachable(self.describe(), exc) from exc
         finally:
             db.close()
 
@@ -223,19 +240,51 @@ class PostgresBackend:
         )
 
     def create_schema(self) -> None:
-        # Two processes starting at once would race on CREATE TABLE IF NOT
-        # EXISTS (it is not atomic in PostgreSQL); an advisory lock, freed at
-        # commit, makes them take turns.
+        # ALTER TABLE and CREATE INDEX lock the table against writers even
+        # when there is nothing to do, so they run only for what is missing.
+        # Two processes creating at once would race (CREATE ... IF NOT EXISTS
+        # is not atomic in PostgreSQL); an advisory lock, freed at commit,
+        # makes them take turns.
         with self.connect() as db:
+            if _missing_schema(db) == ([], []):
+                return
             db.execute("BEGIN")
             db.execute("SELECT pg_advisory_xact_lock(hashtext('wordvec.jobs'))")
             db.execute(table_ddl("DOUBLE PRECISION"))
-            for column, kind in ADDED_COLUMNS.items():
-                kind = kind.format(real="DOUBLE PRECISION")
-                db.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {column} {kind}")
-            for index in INDEXES:
-                db.execute(index)
+            columns, indexes = _missing_schema(db)
+            for column in columns:
+                kind = ADDED_COLUMNS[column].format(real="DOUBLE PRECISION")
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            for name in indexes:
+                db.execute(INDEXES[name])
             db.execute("COMMIT")
+        if columns or indexes:
+            added = ", ".join([*columns, *indexes])
+            logger.info("job table in %s: added %s", self.describe(), added)
+
+
+def _missing_schema(db: Session) -> tuple[list[str], list[str]]:
+    """Return the added columns and the indexes the PostgreSQL job table
+    lacks; all of them (and the table) when there is no table yet. Reads the
+    catalogs only, so it waits for no lock on the table."""
+    present = {
+        row["column_name"]
+        for row in db.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'jobs'"
+        )
+    }
+    indexed = {
+        row["indexname"]
+        for row in db.execute(
+            "SELECT indexname FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND tablename = 'jobs'"
+        )
+    }
+    if not present:
+        return list(ADDED_COLUMNS), list(INDEXES)
+    columns = [column for column in ADDED_COLUMNS if column not in present]
+    return columns, [name for name in INDEXES if name not in indexed]
 
 
 @contextmanager
@@ -256,26 +305,59 @@ def _write_transaction(
         db.execute("COMMIT")
 
 
-class DatabaseUnavailable(ConfigError):
-    """The job database cannot be reached (wrong address, down, refused) or
-    did not grant its write lock in time. A ConfigError, so that the CLI
-    reports it in one line at start-up; the API answers 503."""
+class DatabaseUnavailable(WordvecError):
+    """The job database cannot be reached (wrong address, down, refused), or
+    did not grant a lock in time (JobTableBusy).
 
-    def __init__(self, where: str, cause: Exception) -> None:
-        reason = " ".join(str(cause).split()) or type(cause).__name__
-        super().__init__(
-            f"cannot connect to the job database {where}: {reason}; check "
-            "WORDVEC_DATABASE_URL and that the server accepts connections"
-        )
+    A passing condition, not bad input: the API answers 503 and a worker
+    retries the attempt. The CLI reports it in one line at start-up, as it
+    does every WordvecError. `summary` says what happened without the
+    database's address, for a job's error.
+    """
+
+    summary = "the job database could not be reached"
 
 
-def make_backend(path: Path, database_url: str | None) -> Backend:
+class JobTableBusy(DatabaseUnavailable):
+    """A statement waited the lock wait for a lock on the job table and gave
+    up: another session held the lock all that time."""
+
+    summary = "a lock on the job table was not granted within the lock wait"
+
+
+def _unreachable(where: str, cause: Exception) -> DatabaseUnavailable:
+    reason = " ".join(str(cause).split()) or type(cause).__name__
+    return DatabaseUnavailable(
+        f"cannot connect to the job database {where}: {reason}; check "
+        "WORDVEC_DATABASE_URL and that the server accepts connections"
+    )
+
+
+def _busy(where: str, lock_wait: float) -> JobTableBusy:
+    return JobTableBusy(
+        f"a lock on the job table in {where} was not granted within {lock_wait:g} s "
+        "(the lock wait): another session held it; look for a long transaction "
+        "on the table (pg_stat_activity) and retry"
+    )
+
+
+def _busy_sqlite(where: str, lock_wait: float) -> JobTableBusy:
+    return JobTableBusy(
+        f"the job table {where} stayed locked for {lock_wait:g} s (the lock "
+        "wait): another process held its write lock; retry"
+    )
+
+
+def make_backend(
+    path: Path, database_url: str | None, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Backend:
     """Return PostgreSQL at `database_url` when one is given, else SQLite at
-    `path`. Raises ConfigError for a URL of another database."""
+    `path`; a write waits up to `lock_wait` seconds for the table's lock.
+    Raises ConfigError for a URL of another database."""
     if database_url is None or not database_url.strip():
-        return SqliteBackend(path)
+        return SqliteBackend(path, lock_wait)
     check_database_url(database_url)
-    return PostgresBackend(database_url)
+    return PostgresBackend(database_url, lock_wait)
 
 
 def check_database_url(url: str) -> str:

@@ -13,11 +13,14 @@ publishing) lets the sweep fail the job.
 An attempt that lost its job never leaves a trace: the lease is checked
 before publishing, the switch of `active` and the success record happen
 under one lock of the job table (`JobStore.fenced_success`), and a version
-published by an attempt that then finds its lease gone is deleted again.
+published by an attempt whose success step then fails for any reason (lease
+gone, job database unreachable or locked, activation refused) is deleted
+again unless it became active.
 
 Errors in the job's input (a bundle that cannot be fine-tuned, settings out
-of range) fail the job at once; anything unexpected ends the attempt and
-the job is retried until its attempts are used up.
+of range) fail the job at once; a job database that cannot be reached or
+does not grant its lock in time, and anything unexpected, end the attempt
+and the job is retried until its attempts are used up.
 """
 
 import logging
@@ -32,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
+from app.jobs.database import DatabaseUnavailable
 from app.jobs.progress import JobSize, ProgressTracker, estimate_stage_seconds
 from app.jobs.store import Job, JobStore, LeaseLost
 from app.jobs.uploads import NO_SPACE_ERRNOS
-from app.registry import ModelRegistry, RegistryError, VersionInfo
+from app.registry import ActivationRefused, ModelRegistry, RegistryError, VersionInfo
 from index.build import IndexConfig, build_index
 from training.errors import FinetuneCancelled, WordvecError
 from training.finetune import FinetuneConfig, FinetuneProgress, finetune
@@ -115,6 +119,11 @@ class JobRunner:
             logger.warning("job %s: lease lost; this attempt writes nothing", job_id)
         except FinetuneCancelled:
             self._stopped(attempt)
+        except DatabaseUnavailable as exc:
+            # Before WordvecError: an outage or a held lock is not bad input.
+            logger.error("job %s: attempt %d: %s", job_id, job.attempts, exc)
+            message = f"{exc.summary} during attempt {job.attempts}"
+            self._end(attempt, message, retry=True)
         except WordvecError as exc:
             self._end(attempt, str(exc), retry=False)
         except OSError as exc:
@@ -193,10 +202,21 @@ class JobRunner:
         }
         try:
             self._succeed(attempt, version, outcome)
-        except LeaseLost:
-            # Published but never activated nor recorded: nothing refers to
-            # the version, and leaving it would look like a finished job.
-            self._withdraw(job.id, version)
+        except Exception as exc:
+            # Not recorded as the job's result: unless the switch of `active`
+            # stayed (the fence puts it back when the record fails), nothing
+            # refers to the version, and leaving it would look like a result.
+            if self.registry.active_version() == version or self._may_be_result(
+                job.id, version
+            ):
+                raise
+            withdrawn = self._withdraw(job.id, version, exc)
+            if withdrawn and isinstance(exc, ActivationRefused):
+                # Its message says to delete the version, which is done.
+                raise WordvecError(
+                    f"the new version failed activation's checks ({exc.__cause__}) "
+                    "and was deleted; the active version is unchanged"
+                ) from exc
             raise
 
     def _enter(self, attempt: _Attempt, stage: str) -> None:
@@ -244,23 +264,45 @@ class JobRunner:
                 return
         # Activated before the job is marked succeeded, in one step, so
         # "succeeded" means the version is active. A version that fails
-        # activation's checks stays published but inactive, and the job fails.
+        # activation's checks is deleted again, and the job fails.
         # Not written at once: the fence holds the job table's write lock.
         attempt.progress.enter("activating")
         self.registry.activate(version, fence=fence)
 
-    def _withdraw(self, job_id: str, version: str) -> None:
+    def _may_be_result(self, job_id: str, version: str) -> bool:
+        """Return whether the job row names `version` as its result, or cannot
+        be read: a commit whose answer was lost may still have landed, and
+        deleting a version a succeeded job names would be worse than keeping
+        an unreferenced one."""
+        try:
+            return self.store.get(job_id).result_version == version
+        except Exception:
+            logger.exception("job %s: cannot read the job back", job_id)
+            return True
+
+    def _withdraw(self, job_id: str, version: str, cause: Exception) -> bool:
+        """Delete `version`, whose success step failed with `cause`; return
+        whether it is gone."""
+        why = type(cause).__name__
         try:
             self.registry.delete(version)
         except RegistryError as exc:
             logger.error(
-                "job %s: cannot delete version %s of a lost attempt: %s",
+                "job %s: cannot delete version %s after its success step failed "
+                "(%s): %s",
                 job_id,
                 version,
+                why,
                 exc,
             )
-            return
-        logger.warning("job %s: lease lost; deleted its version %s", job_id, version)
+            return False
+        logger.warning(
+            "job %s: success step failed (%s); deleted its version %s",
+            job_id,
+            why,
+            version,
+        )
+        return True
 
     def _heartbeat(self, attempt: _Attempt, stop: threading.Event) -> None:
         # Past the time limit, the work thread stops at its next check. If it
@@ -312,6 +354,16 @@ class JobRunner:
             status = self.store.fail(job_id, attempt.lease, error, retry=retry)
         except LeaseLost:
             logger.warning("job %s: lease lost; error not recorded: %s", job_id, error)
+            return
+        except DatabaseUnavailable as exc:
+            # The job stays `running` without heartbeats; a sweep re-queues
+            # or fails it once the lease runs out, counting this attempt.
+            logger.error(
+                "job %s: cannot record the end of the attempt (%s): %s",
+                job_id,
+                error,
+                exc,
+            )
             return
         if status == "queued":
             self.enqueue(job_id)

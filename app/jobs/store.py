@@ -7,7 +7,7 @@ running it) or deliver one twice; the table makes both harmless:
 - `claim` moves a job from `queued` to `running` in one UPDATE guarded by
   its status, so two deliveries cannot run it twice, and hands the worker
   a fresh lease token;
-- every later write of the worker (`heartbeat`, `succeed`, `fail`, ...) is
+- every later write of the worker (`heartbeat`, `fail`, ...) is
   guarded by that token, so a worker that lost its job (stopped past the
   lease, then resumed) can no longer change it;
 - `sweep` finds running jobs whose heartbeat stopped, that ran past the
@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from app.jobs.database import INDEXES, Backend, Session, make_backend, table_ddl
+from app.jobs.database import (
+    INDEXES,
+    LOCK_WAIT_SECONDS,
+    Backend,
+    Session,
+    make_backend,
+    table_ddl,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ JOB_ID_PATTERN = r"[0-9a-f]{32}"
 JOBS_DB = "jobs.db"
 # The SQLite table and its first index, as one script (tests build old
 # tables from it).
-_SCHEMA = f"{table_ddl('REAL')};\n{INDEXES[0]};\n"
+_SCHEMA = f"{table_ddl('REAL')};\n{INDEXES['jobs_status']};\n"
 
 
 @dataclass
@@ -74,6 +81,19 @@ class Job:
     result_version: str | None
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class UploadOwner:
+    """The job that names an upload file, as the upload clean-ups need it."""
+
+    job_id: str
+    status: JobStatus
+    finished_at: float | None
 
     @property
     def terminal(self) -> bool:
@@ -110,11 +130,18 @@ class LimitReached(Exception):
 
 class JobStore:
     """The job table: in the SQLite database at `path` (created on first use),
-    or in PostgreSQL at `database_url` when that is given."""
+    or in PostgreSQL at `database_url` when that is given. A write waits up
+    to `lock_wait` seconds for the table's write lock."""
 
-    def __init__(self, path: Path, *, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        database_url: str | None = None,
+        lock_wait: float = LOCK_WAIT_SECONDS,
+    ) -> None:
         self.path = Path(path)
-        self.database: Backend = make_backend(self.path, database_url)
+        self.database: Backend = make_backend(self.path, database_url, lock_wait)
         self.database.create_schema()
 
     def _connect(self) -> AbstractContextManager[Session]:
@@ -206,29 +233,24 @@ class JobStore:
         with self._connect() as db:
             return [_job(row) for row in db.execute(query, args)]
 
-    def submitted_since(self, submitter: str, since: float) -> list[float]:
-        """Return when `submitter`'s jobs after `since` were created, oldest first."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT created_at FROM jobs WHERE submitter = ? AND created_at > ?"
-                " ORDER BY created_at",
-                (submitter, since),
-            ).fetchall()
-        return [float(row["created_at"]) for row in rows]
-
     def check_limits(self, submitter: str, limits: SubmissionLimits) -> None:
         """Raise LimitReached if a job by `submitter` would pass `limits` now."""
         with self._connect() as db:
             _check_limits(db, submitter, limits, time.time())
 
-    def count_active(self) -> int:
-        """Return how many jobs are queued or running."""
+    def upload_owners(self) -> dict[str, UploadOwner]:
+        """Return the job of every upload file a job names, keyed by file
+        name, read in one query (the clean-ups run over thousands)."""
         with self._connect() as db:
-            row = db.execute(
-                "SELECT COUNT(*) AS active FROM jobs"
-                " WHERE status IN ('queued', 'running')"
-            ).fetchone()
-        return int(row["active"])
+            rows = db.execute("SELECT id, status, finished_at, upload FROM jobs")
+            owners = {}
+            for row in rows:
+                name = (_loads(row["upload"]) or {}).get("file")
+                if name:
+                    owners[name] = UploadOwner(
+                        row["id"], row["status"], row["finished_at"]
+                    )
+        return owners
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask a running one to stop (its worker
@@ -303,13 +325,6 @@ class JobStore:
         self._guarded(
             job_id, lease, "base_version = ?", (version,), "record its base version"
         )
-
-    def succeed(
-        self, job_id: str, lease: str, version: str, result: dict[str, Any]
-    ) -> None:
-        """Mark the attempt holding `lease` as succeeded with model `version`."""
-        with self.fenced_success(job_id, lease, version, result):
-            pass
 
     @contextmanager
     def fenced_success(

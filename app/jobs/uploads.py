@@ -419,9 +419,14 @@ def remove_orphan_uploads(uploads_dir: Path, store: JobStore) -> int:
     to a row and is left alone; once the lock is ours, the writer has either
     committed or died, so the table tells which.
     """
+    # Rows are never deleted, so a file named in this snapshot stays named;
+    # only the others need a fresh look once their lock is ours.
+    owners = store.upload_owners()
     removed = 0
     for path in uploads_dir.iterdir():
         if not _STORED_NAME.fullmatch(path.name) or not path.is_file():
+            continue
+        if path.name in owners:
             continue
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -464,20 +469,19 @@ def remove_expired_uploads(
         return []
     now = time.time() if now is None else now
     cutoff = now - retention_days * SECONDS_PER_DAY
+    # A finished job stays finished, so one snapshot serves every file.
+    owners = store.upload_owners()
     removed = []
     for path in uploads_dir.iterdir():
-        if not _STORED_NAME.fullmatch(path.name):
+        owner = owners.get(path.name)
+        if not _STORED_NAME.fullmatch(path.name) or owner is None:
             continue
-        try:
-            job = store.get(path.name.split(".", 1)[0])
-        except KeyError:
-            continue
-        finished = job.finished_at
-        if not job.terminal or finished is None or finished >= cutoff:
-            continue
-        if job.upload.get("file") != path.name:
+        finished = owner.finished_at
+        if not owner.terminal or finished is None or finished >= cutoff:
             continue
         path.unlink(missing_ok=True)
+        # Read in full only now, for the result the note is added to.
+        job = store.get(owner.job_id)
         store.update_result(job.id, {**job.result, "upload_deleted_at": now})
         age_days = (now - finished) / SECONDS_PER_DAY
         logger.info(

@@ -27,7 +27,7 @@ from training.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 # Seconds between two deletions of expired uploads: retention is counted in
-# days, and each pass reads the job row of every file in uploads/.
+# days, and each pass reads the whole job table.
 RETENTION_CHECK_INTERVAL = 600.0
 
 
@@ -69,7 +69,7 @@ def run_worker(args: argparse.Namespace) -> int:
     registry = ModelRegistry(settings.data_dir)
     # Only leftovers no running job can own: another worker may be mid-job.
     registry.clean_staging(older_than=settings.job_time_limit + settings.job_lease)
-    store = job_store(settings.data_dir, settings.database_url)
+    store = open_job_store(settings.data_dir, settings.database_url)
     queue = make_queue(settings.data_dir, settings.queue_url)
     warn_if_single_host(settings.queue_url, settings.database_url)
     queue.set_runner(JobRunner(settings, registry, store, queue.enqueue).run)
@@ -91,11 +91,6 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         sweeper.stop()
     return 0
-
-
-def job_store(data_dir: Path, database_url: str | None = None) -> JobStore:
-    """Return the job table of `data_dir` (in PostgreSQL with `database_url`)."""
-    return open_job_store(data_dir, database_url)
 
 
 class Sweeper(threading.Thread):

@@ -39,8 +39,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.transport.serialization import Binary
 
 from app.core.config import Settings
-from app.jobs.store import JOB_ID_PATTERN, JobStore
-from app.jobs.worker import job_store
+from app.jobs.store import JOB_ID_PATTERN, JobStore, open_job_store
 from app.main import create_app
 from app.registry import VERSION_PATTERN, ModelRegistry
 from tests.app.conftest import WORD_PARTS, add_version
@@ -124,7 +123,7 @@ def fuzz_target(root: Path) -> Any:
     return the schemathesis schema of the app serving it."""
     data_dir = build_data_dir(root)
     job_ids = submit_jobs(data_dir, SEEDED_JOBS)
-    return fuzz_schema(fuzz_app(data_dir), job_store(data_dir), job_ids)
+    return fuzz_schema(fuzz_app(data_dir), open_job_store(data_dir), job_ids)
 
 
 def fuzz_schema(app: FastAPI, store: JobStore, job_ids: list[str]) -> Any:

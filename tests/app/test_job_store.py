@@ -10,13 +10,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.jobs.database import ADDED_COLUMNS, table_ddl
+from app.jobs.database import ADDED_COLUMNS, INDEXES, JobTableBusy, table_ddl
 from app.jobs.store import (
     _SCHEMA,
     JobStore,
     LeaseLost,
     LimitReached,
     SubmissionLimits,
+    UploadOwner,
 )
 
 
@@ -49,6 +50,21 @@ def queued(store: JobStore, key: str | None = None, attempts: int = 3) -> str:
     )
     assert created
     return job.id
+
+
+def active_jobs(store: JobStore) -> int:
+    """Count queued and running jobs, as the submission limit counts them."""
+    try:
+        store.check_limits("nobody", SubmissionLimits(max_active=1, per_hour=1))
+    except LimitReached as exc:
+        assert exc.kind == "queue"
+        return exc.count
+    return 0
+
+
+def succeed(store: JobStore, job_id: str, lease: str, version: str) -> None:
+    with store.fenced_success(job_id, lease, version, {"activated": False}):
+        pass
 
 
 def age_heartbeat(store: JobStore, job_id: str, seconds: float) -> None:
@@ -86,8 +102,8 @@ def test_writes_need_the_current_lease(store: JobStore) -> None:
     with pytest.raises(LeaseLost):
         store.heartbeat(job.id, "not-the-lease")
     with pytest.raises(LeaseLost):
-        store.succeed(job.id, "not-the-lease", "v2", {})
-    store.succeed(job.id, job.lease, "v2", {"activated": False})
+        succeed(store, job.id, "not-the-lease", "v2")
+    succeed(store, job.id, job.lease, "v2")
     done = store.get(job.id)
     assert done.status == "succeeded" and done.result_version == "v2"
     assert done.progress is not None and done.progress["fraction"] == 1.0
@@ -154,10 +170,10 @@ def test_recent_lists_newest_first_and_counts_active(store: JobStore) -> None:
     time.sleep(0.01)
     second = queued(store)
     assert [j.id for j in store.recent()] == [second, first]
-    assert store.count_active() == 2
+    assert active_jobs(store) == 2
     store.cancel(first)
     assert [j.id for j in store.recent(status="cancelled")] == [first]
-    assert store.count_active() == 1
+    assert active_jobs(store) == 1
 
 
 def test_submissions_are_counted_per_submitter(store: JobStore) -> None:
@@ -165,8 +181,14 @@ def test_submissions_are_counted_per_submitter(store: JobStore) -> None:
         store.create(
             kind="finetune", params={}, upload={}, max_attempts=1, submitter=submitter
         )
-    assert len(store.submitted_since("key-a", time.time() - 60)) == 2
-    assert store.submitted_since("key-a", time.time() + 1) == []
+    two_per_hour = SubmissionLimits(max_active=100, per_hour=2)
+    with pytest.raises(LimitReached) as too_many:
+        store.check_limits("key-a", two_per_hour)
+    assert too_many.value.kind == "rate" and too_many.value.count == 2
+    store.check_limits("key-b", two_per_hour)
+    # Submissions older than the window no longer count.
+    run_sql(store, "UPDATE jobs SET created_at = created_at - 7200", ())
+    store.check_limits("key-a", two_per_hour)
 
 
 def test_a_table_from_before_the_submitter_column_gains_it(tmp_path: Path) -> None:
@@ -287,8 +309,72 @@ def test_concurrent_submissions_never_pass_the_queue_limit(store: JobStore) -> N
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["created"] * 3 + ["queue"] * 5
-    assert store.count_active() == 3
+    assert active_jobs(store) == 3
 
 
 def _url_of(store: JobStore) -> str | None:
     return getattr(store.database, "url", None)
+
+
+def test_upload_owners_names_the_job_of_every_upload(store: JobStore) -> None:
+    def with_upload(job_id: str) -> str:
+        upload = {"file": f"{job_id}.txt"}
+        store.create(
+            kind="finetune", params={}, upload=upload, max_attempts=1, job_id=job_id
+        )
+        return job_id
+
+    waiting, done = with_upload("a" * 32), with_upload("b" * 32)
+    store.create(kind="finetune", params={}, upload={}, max_attempts=1)
+    job = store.claim(done, "w1")
+    assert job is not None and job.lease is not None
+    succeed(store, done, job.lease, "v2")
+    finished_at = store.get(done).finished_at
+    owners = store.upload_owners()
+    assert owners == {
+        f"{waiting}.txt": UploadOwner(waiting, "queued", None),
+        f"{done}.txt": UploadOwner(done, "succeeded", finished_at),
+    }
+    assert owners[f"{done}.txt"].terminal and not owners[f"{waiting}.txt"].terminal
+
+
+def test_postgres_start_up_takes_no_table_lock_when_the_schema_is_complete(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    store = JobStore(tmp_path / "unused.db", database_url=postgres_url)
+    job_id = queued(store)
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
+        # Any ALTER TABLE or CREATE INDEX would wait for the holder and give
+        # up after the lock wait.
+        again = JobStore(tmp_path / "unused.db", database_url=postgres_url, lock_wait=1)
+        assert again.get(job_id).status == "queued"
+
+
+def test_a_postgres_table_missing_an_index_gains_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    JobStore(tmp_path / "unused.db", database_url=postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("DROP INDEX jobs_submitter")
+    JobStore(tmp_path / "unused.db", database_url=postgres_url)
+    with psycopg.connect(postgres_url) as db:
+        rows = db.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'"
+        ).fetchall()
+    assert set(INDEXES) <= {row[0] for row in rows}
+
+
+def test_a_write_that_waits_out_a_held_sqlite_lock_is_job_table_busy(
+    tmp_path: Path,
+) -> None:
+    store = JobStore(tmp_path / "jobs.db", lock_wait=0.2)
+    holder = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(JobTableBusy, match="stayed locked"):
+            queued(store)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert queued(store)

@@ -242,7 +242,9 @@ def aged_jobs(tmp_path: Path) -> tuple[JobStore, Path, dict[str, str]]:
         claimed = store.claim(jobs[case], "test-worker")
         assert claimed is not None and claimed.lease is not None
         if case in ("succeeded", "recent"):
-            store.succeed(claimed.id, claimed.lease, "v1", {"activated": False})
+            result = {"activated": False}
+            with store.fenced_success(claimed.id, claimed.lease, "v1", result):
+                pass
         elif case == "failed":
             store.fail(claimed.id, claimed.lease, "broken", retry=False)
     store.cancel(jobs["cancelled"])

@@ -172,15 +172,9 @@ async def create_finetune(
     context = jobs_context(request)
     key = _idempotency_key(request)
     submitter = _submitter(settings)
-    # A retry with a known key is read in full all the same: only the upload's
-    # checksum tells a retry from a different text sent with the same key.
-    # This early check saves reading an upload that would be refused; `_accept`
-    # checks again in the transaction that inserts the job.
-    if key is None or context.store.find_by_idempotency_key(key) is None:
-        try:
-            context.store.check_limits(submitter, _limits(settings))
-        except LimitReached as exc:
-            raise _refusal(exc, settings) from None
+    # In a thread, as every job table and registry call here: each opens a
+    # connection or reads files, and must not stall the event loop.
+    await anyio.to_thread.run_sync(_check_limits_early, context, settings, key)
     upload = await receive_upload(
         request.stream(),
         {name.lower(): value for name, value in request.headers.items()},
@@ -196,21 +190,29 @@ async def create_finetune(
             "activate": activate,
         }
         params = _finetune_settings(query, upload.fields)
-        # Recorded now, so that jobs run later or side by side each build on
-        # what was active when they were submitted (docs/jobs.md).
-        base = params.base_version or context.registry.active_version()
-        if base is None:
-            raise NoActiveModel(
-                "there is no active model to fine-tune; activate one with "
-                "`wordvec models activate VERSION` or name a base_version"
-            )
-        context.registry.get(base)
         job = await anyio.to_thread.run_sync(
-            _accept, context, settings, upload, params, base, key, submitter
+            _accept, context, settings, upload, params, key, submitter
         )
     finally:
         upload.discard()  # a no-op once the upload was stored under the job's name
     return _job_response(job, 202)
+
+
+def _check_limits_early(
+    context: JobsContext, settings: Settings, key: str | None
+) -> None:
+    """Raise the 429 a new job would get now, unless `key` names a job
+    already (its request is a retry, answered with that job)."""
+    # A retry with a known key is read in full all the same: only the upload's
+    # checksum tells a retry from a different text sent with the same key.
+    # This early check saves reading an upload that would be refused; `_accept`
+    # checks again in the transaction that inserts the job.
+    if key is not None and context.store.find_by_idempotency_key(key) is not None:
+        return
+    try:
+        context.store.check_limits(_submitter(settings), _limits(settings))
+    except LimitReached as exc:
+        raise _refusal(exc, settings) from None
 
 
 def _accept(
@@ -218,11 +220,20 @@ def _accept(
     settings: Settings,
     upload: ReceivedUpload,
     params: FinetuneSettings,
-    base: str,
     key: str | None,
     submitter: str,
 ) -> Job:
-    """Check the upload, make it durable, commit the job row and queue it."""
+    """Find the base version, check the upload, make it durable, commit the
+    job row and queue it."""
+    # Recorded now, so that jobs run later or side by side each build on
+    # what was active when they were submitted (docs/jobs.md).
+    base = params.base_version or context.registry.active_version()
+    if base is None:
+        raise NoActiveModel(
+            "there is no active model to fine-tune; activate one with "
+            "`wordvec models activate VERSION` or name a base_version"
+        )
+    context.registry.get(base)
     text_bytes, tokens = check_upload(
         upload,
         min_tokens=settings.min_upload_tokens,
