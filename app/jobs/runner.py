@@ -224,16 +224,23 @@ class JobRunner:
         stage shorter than a heartbeat interval."""
         attempt.progress.enter(stage)
         try:
+            self._beat(attempt)
+        except LeaseLost:
+            raise
+        except Exception:
+            # The heartbeat thread writes it again soon; no reason to fail.
+            logger.exception("job %s: cannot record stage %s", attempt.job.id, stage)
+
+    def _beat(self, attempt: _Attempt) -> None:
+        """Write the attempt's progress and renew its lease; note a cancel
+        request, or a lost lease (then raise LeaseLost)."""
+        try:
             cancel = self.store.heartbeat(
                 attempt.job.id, attempt.lease, attempt.progress.snapshot()
             )
         except LeaseLost:
             attempt.lease_lost = True
             raise
-        except Exception:
-            # The heartbeat thread writes it again soon; no reason to fail.
-            logger.exception("job %s: cannot record stage %s", attempt.job.id, stage)
-            return
         attempt.cancel_requested = attempt.cancel_requested or cancel
 
     def _report(self, attempt: _Attempt, progress: FinetuneProgress) -> None:
@@ -317,18 +324,13 @@ class JobRunner:
                 )
                 return
             try:
-                cancel = self.store.heartbeat(
-                    attempt.job.id, attempt.lease, attempt.progress.snapshot()
-                )
+                self._beat(attempt)
             except LeaseLost:
-                attempt.lease_lost = True
                 return
             except Exception:
                 # A busy or briefly unavailable database must not kill the
                 # attempt; the lease tolerates missed beats.
                 logger.exception("job %s: heartbeat failed", attempt.job.id)
-                continue
-            attempt.cancel_requested = attempt.cancel_requested or cancel
 
     def _stopped(self, attempt: _Attempt) -> None:
         job_id = attempt.job.id

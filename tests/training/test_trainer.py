@@ -36,7 +36,8 @@ def test_train_writes_a_bundle_that_loads_with_same_topic_words_closer(
     config = small_config(epochs=5, sample=0.0)
     result = train([tiny_corpus], config, tmp_path / "model", progress=False)
     bundle = load_bundle(result.bundle_path, verify=True)
-    assert topic_separation(bundle, np.asarray(bundle.vectors)) > 0.2  # type: ignore[arg-type]
+    vectors = np.asarray(bundle.vectors)
+    assert topic_separation(bundle, vectors) > 0.2  # type: ignore[arg-type]
     assert bundle.vectors.shape == (len(bundle.vocabulary), 16)
     assert bundle.manifest["source"] == "trained"
     assert bundle.manifest["config"]["dim"] == 16
